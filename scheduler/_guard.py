@@ -1,0 +1,87 @@
+"""The ExecutionGuard protocol (leases per occurrence or resource) and the no-op guard."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
+
+from ._enums import GuardScope
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionSlot:
+    """What a run wants exclusive use of."""
+
+    job_id: str
+    resource_id: str
+    scope: GuardScope
+    scheduled_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionLease:
+    """A held slot. ``fencing_token`` strictly increases per resource (None: no-op guard).
+
+    ``expires_at`` is when the holder loses the lease unless it renews (None: never).
+    """
+
+    job_id: str
+    resource_id: str
+    scope: GuardScope
+    scheduled_at: datetime
+    token: str
+    key: str
+    fencing_token: int | None
+    expires_at: datetime | None = None
+
+
+@runtime_checkable
+class ExecutionGuard(Protocol):
+    """Mutual exclusion for runs across processes.
+
+    Contract (checked by ``scheduler.testing.check_execution_guard``):
+
+    * ``acquire(slot)`` returns a lease, or None when another holder has it (contended). An
+      OCCURRENCE lease excludes other holders of the same resource and occurrence, and stays
+      taken (as a completed marker) after release until its TTL would have run out, so a
+      late instance cannot run the occurrence again. A RESOURCE lease excludes every run on
+      the resource.
+    * ``renew(lease)`` extends it and returns True, or returns False when it is no longer
+      held by this lease's token (lost).
+    * ``release(lease)`` gives it up and never removes a lease held by another token.
+    * ``renew_interval(lease)`` says how often to renew (None: never).
+    * Failures raise ``ExecutionGuardError`` (CONNECTION, DATA or UNKNOWN).
+    """
+
+    async def acquire(self, slot: ExecutionSlot) -> ExecutionLease | None: ...
+
+    async def renew(self, lease: ExecutionLease) -> bool: ...
+
+    async def release(self, lease: ExecutionLease) -> None: ...
+
+    def renew_interval(self, lease: ExecutionLease) -> timedelta | None: ...
+
+
+class NoopExecutionGuard:
+    """Always grants; for a single instance (the default)."""
+
+    async def acquire(self, slot: ExecutionSlot) -> ExecutionLease | None:
+        return ExecutionLease(
+            job_id=slot.job_id,
+            resource_id=slot.resource_id,
+            scope=slot.scope,
+            scheduled_at=slot.scheduled_at,
+            token="",
+            key="",
+            fencing_token=None,
+        )
+
+    async def renew(self, lease: ExecutionLease) -> bool:
+        return True
+
+    async def release(self, lease: ExecutionLease) -> None:
+        return None
+
+    def renew_interval(self, lease: ExecutionLease) -> timedelta | None:
+        return None

@@ -1,0 +1,165 @@
+"""ResilientStateStore: keep running from memory while the primary store is unreachable."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from ._clock import Clock, SystemClock
+from ._errors import StoreError, StoreErrorKind, StoreOperation
+from ._state import JobState
+from ._store import StateStore
+from ._time import to_timedelta
+from .events import SchedulerEvent, StoreDegraded, StoreRecovered
+
+EventSink = Callable[[SchedulerEvent], None]
+
+
+class ResilientStateStore:
+    """Wraps a primary store; on a CONNECTION error serves and records from a mirror.
+
+    The mirror is kept in step with every successful primary call. While degraded, the
+    primary is probed at most every ``probe_interval``; when it answers, states recorded
+    during the outage are written back (unless the primary already holds a state with a
+    higher ``trigger_count``, written by another instance) and ``StoreRecovered`` is emitted.
+    DATA and UNKNOWN errors are never masked: they propagate.
+    """
+
+    def __init__(
+        self,
+        primary: StateStore,
+        *,
+        probe_interval: timedelta | float = timedelta(seconds=5),
+        clock: Clock | None = None,
+        observer: EventSink | None = None,
+    ) -> None:
+        self.primary = primary
+        self.probe_interval = to_timedelta(probe_interval, "probe_interval")
+        self._clock = clock
+        self._sinks: list[EventSink] = [observer] if observer else []
+        self._mirror: dict[str, JobState] = {}
+        self._dirty: set[str] = set()
+        self._deleted: set[str] = set()
+        self._degraded = False
+        self._next_probe: datetime | None = None
+
+    @property
+    def is_degraded(self) -> bool:
+        """True while calls are served from the in-process mirror."""
+        return self._degraded
+
+    def attach(self, sink: EventSink, clock: Clock | None = None) -> Callable[[], None]:
+        """Send StoreDegraded/StoreRecovered to ``sink``; returns a detach function.
+
+        The scheduler attaches itself for the duration of ``run``. ``clock`` is used for
+        probe timing unless the store was built with one.
+        """
+        self._sinks.append(sink)
+        if self._clock is None and clock is not None:
+            self._clock = clock
+
+        def detach() -> None:
+            if sink in self._sinks:
+                self._sinks.remove(sink)
+
+        return detach
+
+    def _now(self) -> datetime:
+        if self._clock is None:
+            self._clock = SystemClock()
+        return self._clock.now()
+
+    def _emit(self, event: SchedulerEvent) -> None:
+        for sink in list(self._sinks):
+            sink(event)
+
+    def _degrade(self, operation: StoreOperation, job_id: str, error: StoreError) -> None:
+        now = self._now()
+        self._next_probe = now + self.probe_interval
+        if not self._degraded:
+            self._degraded = True
+            self._emit(StoreDegraded(job_id=job_id, at=now, operation=operation, error=str(error)))
+
+    async def _try_recover(self, job_id: str) -> bool:
+        """Probe the primary if due; True when calls should go to the primary again."""
+        if not self._degraded:
+            return True
+        if self._next_probe is not None and self._now() < self._next_probe:
+            return False
+        try:
+            await self.primary.load(job_id)  # the probe: any answer proves the primary is back
+            written = await self._write_back()
+        except StoreError as exc:
+            if exc.kind is not StoreErrorKind.CONNECTION:
+                raise
+            self._next_probe = self._now() + self.probe_interval
+            return False
+        self._degraded = False
+        self._emit(StoreRecovered(job_id=job_id, at=self._now(), written_back=written))
+        return True
+
+    async def _write_back(self) -> int:
+        written = 0
+        for job_id in sorted(self._deleted):
+            await self.primary.delete(job_id)
+            self._deleted.discard(job_id)
+            written += 1
+        for job_id in sorted(self._dirty):
+            ours = self._mirror.get(job_id)
+            theirs = await self.primary.load(job_id)
+            if ours is not None and (theirs is None or theirs.trigger_count <= ours.trigger_count):
+                await self.primary.save(ours)
+                written += 1
+            elif theirs is not None:
+                self._mirror[job_id] = theirs
+            self._dirty.discard(job_id)
+        return written
+
+    async def load(self, job_id: str) -> JobState | None:
+        if await self._try_recover(job_id):
+            try:
+                state = await self.primary.load(job_id)
+            except StoreError as exc:
+                if exc.kind is not StoreErrorKind.CONNECTION:
+                    raise
+                self._degrade(StoreOperation.LOAD, job_id, exc)
+                return self._mirror.get(job_id)
+            if state is None:
+                self._mirror.pop(job_id, None)
+            else:
+                self._mirror[job_id] = state
+            return state
+        return self._mirror.get(job_id)
+
+    async def save(self, state: JobState) -> None:
+        self._mirror[state.job_id] = state
+        self._deleted.discard(state.job_id)
+        if await self._try_recover(state.job_id):
+            try:
+                await self.primary.save(state)
+                return
+            except StoreError as exc:
+                if exc.kind is not StoreErrorKind.CONNECTION:
+                    raise
+                self._degrade(StoreOperation.SAVE, state.job_id, exc)
+        self._dirty.add(state.job_id)
+
+    async def delete(self, job_id: str) -> None:
+        self._mirror.pop(job_id, None)
+        self._dirty.discard(job_id)
+        if await self._try_recover(job_id):
+            try:
+                await self.primary.delete(job_id)
+                return
+            except StoreError as exc:
+                if exc.kind is not StoreErrorKind.CONNECTION:
+                    raise
+                self._degrade(StoreOperation.DELETE, job_id, exc)
+        self._deleted.add(job_id)
+
+    async def aclose(self) -> None:
+        await self.primary.aclose()
+
+    def __repr__(self) -> str:
+        mode = "degraded" if self._degraded else "healthy"
+        return f"ResilientStateStore({self.primary!r}, {mode})"

@@ -1,0 +1,171 @@
+"""Schedules: immutable, stateless descriptions of when a job's occurrences are.
+
+Progress lives only in ``JobState.next_run_at``; a schedule answers questions about instants.
+Every method takes and returns aware UTC datetimes. ``zone`` is the zone the schedule is
+evaluated in when it has none of its own (only ``Cron`` cares).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from datetime import datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
+
+from ._errors import InvalidJobError, InvalidJobKind
+from ._time import require_aware, to_timedelta, to_zone
+
+#: Longest interval we accept; beyond this datetime arithmetic overflows within a lifetime.
+MAX_INTERVAL = timedelta(days=3650)
+
+
+class Schedule(ABC):
+    """Base of every schedule kind.
+
+    Subclasses answer four questions; the run loop never enumerates occurrences itself, so
+    the decision after any downtime stays cheap (``due`` jumps and counts).
+    """
+
+    @abstractmethod
+    def first(self, start: datetime, zone: ZoneInfo) -> datetime | None:
+        """The first occurrence for a job that starts at ``start`` (None: nothing to run)."""
+
+    @abstractmethod
+    def next_after(self, occurrence: datetime, zone: ZoneInfo) -> datetime | None:
+        """The occurrence that follows ``occurrence`` (None: the schedule is exhausted)."""
+
+    @abstractmethod
+    def due(self, first_due: datetime, now: datetime, zone: ZoneInfo) -> tuple[int, datetime]:
+        """Count the occurrences from ``first_due`` (itself one, ``<= now``) up to ``now``.
+
+        Returns ``(count, last)``: how many occurrences lie in ``[first_due, now]`` and the
+        latest of them. Must not enumerate them one by one.
+        """
+
+    @abstractmethod
+    def nth(self, first_due: datetime, n: int, zone: ZoneInfo) -> datetime:
+        """The ``n``-th occurrence counting ``first_due`` as the first (``n >= 1``)."""
+
+    @abstractmethod
+    def fingerprint(self, zone: ZoneInfo) -> str:
+        """A short string that changes whenever the set of occurrences would change."""
+
+    def preview(
+        self,
+        n: int,
+        after: datetime | None = None,
+        timezone: str | tzinfo | None = None,
+    ) -> list[datetime]:
+        """The next ``n`` occurrences for a job starting at ``after`` (default: now)."""
+        zone = to_zone(timezone)
+        if after is None:
+            from ._clock import SystemClock
+
+            after = SystemClock().now()
+        current = self.first(require_aware(after, "after"), zone)
+        out: list[datetime] = []
+        while current is not None and len(out) < n:
+            out.append(current)
+            current = self.next_after(current, zone)
+        return out
+
+
+class Interval(Schedule):
+    """Every ``every``, anchored to the previous occurrence (never to completion: no drift).
+
+    The first occurrence is ``start + every``. Arithmetic is in UTC: DST never affects it.
+    """
+
+    __slots__ = ("every",)
+    every: timedelta
+
+    def __init__(self, every: timedelta | float | int) -> None:
+        try:
+            value = to_timedelta(every, "interval")
+        except InvalidJobError as exc:
+            raise InvalidJobError(InvalidJobKind.ZERO_INTERVAL, str(exc)) from exc
+        if value <= timedelta(0):
+            raise InvalidJobError(InvalidJobKind.ZERO_INTERVAL, f"interval must be > 0, got {value}")
+        if value > MAX_INTERVAL:
+            raise InvalidJobError(
+                InvalidJobKind.INTERVAL_OUT_OF_RANGE, f"interval {value} is longer than {MAX_INTERVAL}"
+            )
+        object.__setattr__(self, "every", value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Interval is immutable")
+
+    def first(self, start: datetime, zone: ZoneInfo) -> datetime | None:
+        return start + self.every
+
+    def next_after(self, occurrence: datetime, zone: ZoneInfo) -> datetime | None:
+        return occurrence + self.every
+
+    def due(self, first_due: datetime, now: datetime, zone: ZoneInfo) -> tuple[int, datetime]:
+        steps = (now - first_due) // self.every
+        return steps + 1, first_due + steps * self.every
+
+    def nth(self, first_due: datetime, n: int, zone: ZoneInfo) -> datetime:
+        return first_due + (n - 1) * self.every
+
+    def fingerprint(self, zone: ZoneInfo) -> str:
+        return f"interval:{self.every.total_seconds():g}s"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Interval) and other.every == self.every
+
+    def __hash__(self) -> int:
+        return hash(("interval", self.every))
+
+    def __repr__(self) -> str:
+        return f"Interval({self.every!r})"
+
+
+class AtTimes(Schedule):
+    """Explicit instants (any zones), converted to UTC, sorted and de-duplicated.
+
+    The first occurrence is the earliest instant even if it is in the past (the missed-run
+    policy decides what happens to it). An empty list is a valid schedule that never runs.
+    """
+
+    __slots__ = ("times",)
+    times: tuple[datetime, ...]
+
+    def __init__(self, times: Iterable[datetime]) -> None:
+        if isinstance(times, datetime):
+            times = [times]
+        converted = {require_aware(t, "AtTimes instant") for t in times}
+        object.__setattr__(self, "times", tuple(sorted(converted)))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("AtTimes is immutable")
+
+    def first(self, start: datetime, zone: ZoneInfo) -> datetime | None:
+        return self.times[0] if self.times else None
+
+    def next_after(self, occurrence: datetime, zone: ZoneInfo) -> datetime | None:
+        index = bisect.bisect_right(self.times, occurrence)
+        return self.times[index] if index < len(self.times) else None
+
+    def due(self, first_due: datetime, now: datetime, zone: ZoneInfo) -> tuple[int, datetime]:
+        lo = bisect.bisect_left(self.times, first_due)
+        hi = bisect.bisect_right(self.times, now)
+        return hi - lo, self.times[hi - 1]
+
+    def nth(self, first_due: datetime, n: int, zone: ZoneInfo) -> datetime:
+        return self.times[bisect.bisect_left(self.times, first_due) + n - 1]
+
+    def fingerprint(self, zone: ZoneInfo) -> str:
+        digest = hashlib.sha256("|".join(t.isoformat() for t in self.times).encode()).hexdigest()
+        return f"at:{len(self.times)}:{digest[:16]}"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AtTimes) and other.times == self.times
+
+    def __hash__(self) -> int:
+        return hash(("at", self.times))
+
+    def __repr__(self) -> str:
+        return f"AtTimes({len(self.times)} instants)"

@@ -1,0 +1,300 @@
+"""Test helpers shipped with the library (not imported by ``import scheduler``).
+
+* :class:`FakeClock`: a Clock whose time moves only when told to, or (``auto_advance``) jumps
+  to the next deadline whenever the event loop has nothing else to do.
+* :class:`RecordingObserver`: keeps every event.
+* :func:`check_state_store` / :func:`check_execution_guard`: contract suites for your own
+  implementations (plain asserts, no pytest import).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import inspect
+import itertools
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from ._enums import GuardScope, RunStatus
+from ._guard import ExecutionGuard, ExecutionLease, ExecutionSlot
+from ._state import InFlight, JobState
+from ._store import StateStore
+from ._time import require_aware
+from .events import SchedulerEvent
+
+__all__ = [
+    "FakeClock",
+    "RecordingObserver",
+    "acheck_execution_guard",
+    "acheck_state_store",
+    "check_execution_guard",
+    "check_state_store",
+]
+
+#: Consecutive idle loop iterations before auto-advance jumps: enough for callbacks queued by
+#: a just-finished step (done callbacks, call_soon chains) to run first.
+IDLE_ROUNDS = 4
+#: While real timers are pending (asyncio.sleep in a task, a timeout), re-check this often.
+BUSY_RECHECK_SECONDS = 0.001
+DEFAULT_START = datetime(2025, 1, 1, tzinfo=UTC)
+
+E = TypeVar("E", bound=SchedulerEvent)
+
+
+class FakeClock:
+    """A Clock for tests. ``advance(delta)`` moves time and wakes due sleepers.
+
+    With ``auto_advance`` (the default) the clock jumps to the earliest pending deadline
+    whenever the event loop is idle: no ready callbacks and no real timers pending. Work in a
+    worker thread does not keep the loop busy, so prefer async tasks under auto-advance.
+    Needs the stock asyncio event loop (it inspects the loop's queues).
+    """
+
+    def __init__(self, start: datetime | None = None, *, auto_advance: bool = True) -> None:
+        self._now = require_aware(start, "start") if start is not None else DEFAULT_START
+        self.auto_advance = auto_advance
+        self._sleepers: list[tuple[datetime, int, asyncio.Future[None]]] = []
+        self._counter = itertools.count()
+        self._watch: asyncio.Handle | None = None
+        self._idle_rounds = 0
+        self.jumps = 0
+
+    def now(self) -> datetime:
+        return self._now
+
+    async def sleep_until(self, instant: datetime) -> None:
+        if instant <= self._now:
+            await asyncio.sleep(0)
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        heapq.heappush(self._sleepers, (instant, next(self._counter), future))
+        if self.auto_advance:
+            self._ensure_watch(loop)
+        try:
+            await future
+        finally:
+            if not future.done():
+                future.cancel()
+
+    def advance(self, delta: timedelta | float) -> None:
+        """Move time forward by ``delta`` and wake every sleeper whose deadline passed."""
+        step = delta if isinstance(delta, timedelta) else timedelta(seconds=delta)
+        if step < timedelta(0):
+            raise ValueError("FakeClock cannot go backwards")
+        self._now += step
+        self._wake_due()
+
+    def set(self, instant: datetime) -> None:
+        """Jump to ``instant`` (forward or back; back-jumps simulate a wall-clock step)."""
+        self._now = require_aware(instant, "instant")
+        self._wake_due()
+
+    def next_deadline(self) -> datetime | None:
+        self._drop_cancelled()
+        return self._sleepers[0][0] if self._sleepers else None
+
+    def _drop_cancelled(self) -> None:
+        while self._sleepers and self._sleepers[0][2].done():
+            heapq.heappop(self._sleepers)
+
+    def _wake_due(self) -> None:
+        while self._sleepers and (self._sleepers[0][2].done() or self._sleepers[0][0] <= self._now):
+            _, _, future = heapq.heappop(self._sleepers)
+            if not future.done():
+                future.set_result(None)
+
+    def _ensure_watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._watch is None:
+            self._idle_rounds = 0
+            self._watch = loop.call_soon(self._check_idle, loop)
+
+    def _loop_is_idle(self, loop: asyncio.AbstractEventLoop) -> bool:
+        ready = getattr(loop, "_ready", None)
+        scheduled = getattr(loop, "_scheduled", None)
+        if ready is None or scheduled is None:  # not the stock loop: treat as idle
+            return True
+        if ready:
+            return False
+        return not any(not handle.cancelled() for handle in scheduled)
+
+    def _check_idle(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._watch = None
+        deadline = self.next_deadline()
+        if deadline is None or not self.auto_advance or loop.is_closed():
+            return
+        if self._loop_is_idle(loop):
+            self._idle_rounds += 1
+            if self._idle_rounds >= IDLE_ROUNDS:
+                self._idle_rounds = 0
+                if deadline > self._now:
+                    self._now = deadline
+                    self.jumps += 1
+                self._wake_due()
+            self._watch = loop.call_soon(self._check_idle, loop)
+        else:
+            self._idle_rounds = 0
+            self._watch = loop.call_later(BUSY_RECHECK_SECONDS, self._check_idle, loop)
+
+    def __repr__(self) -> str:
+        return f"FakeClock({self._now.isoformat()})"
+
+
+class RecordingObserver:
+    """Records every event, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[SchedulerEvent] = []
+
+    def on_event(self, event: SchedulerEvent) -> None:
+        self.events.append(event)
+
+    def of_type(self, kind: type[E]) -> list[E]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    def names(self) -> list[str]:
+        return [type(e).__name__ for e in self.events]
+
+    def clear(self) -> None:
+        self.events.clear()
+
+    def __iter__(self) -> Iterator[SchedulerEvent]:
+        return iter(self.events)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+
+T = TypeVar("T")
+Factory = Callable[[], T | Awaitable[T]]
+
+
+async def _make(factory: Factory[T]) -> T:
+    made = factory()
+    if inspect.isawaitable(made):
+        return await made  # type: ignore[no-any-return]
+    return made
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise AssertionError(message)
+
+
+async def acheck_state_store(factory: Factory[StateStore]) -> None:
+    """Async form of :func:`check_state_store`, for use inside a running event loop."""
+    store = await _make(factory)
+    try:
+        base = datetime(2025, 3, 30, 1, 30, 15, 123456, tzinfo=UTC)
+        _check(await store.load("contract-missing") is None, "load of an unknown job_id must return None")
+        first = JobState(job_id="contract-a", trigger_count=1, next_run_at=base)
+        await store.save(first)
+        loaded = await store.load("contract-a")
+        _check(loaded == first, f"load must return what save stored: {loaded!r} != {first!r}")
+        full = JobState(
+            job_id="contract-a",
+            trigger_count=7,
+            last_run_at=base,
+            last_success_at=base + timedelta(seconds=2),
+            next_run_at=base + timedelta(minutes=1),
+            last_error="ValueError: boom",
+            last_status=RunStatus.FAILED,
+            consecutive_failures=2,
+            schedule_fingerprint="interval:60s",
+            in_flight=InFlight(occurrence=base, started_at=base, attempt=2),
+        )
+        await store.save(full)
+        loaded = await store.load("contract-a")
+        _check(loaded == full, f"save must replace the previous state with every field: {loaded!r}")
+        other = JobState(job_id="contract-b:ü/ spaced", trigger_count=3, next_run_at=None)
+        await store.save(other)
+        _check(await store.load("contract-b:ü/ spaced") == other, "job ids with unusual characters must round-trip")
+        _check(await store.load("contract-a") == full, "saving one job must not change another")
+        await store.delete("contract-a")
+        _check(await store.load("contract-a") is None, "load after delete must return None")
+        _check(await store.load("contract-b:ü/ spaced") == other, "delete must remove only its own job")
+        await store.delete("contract-a")  # deleting a missing id is not an error
+        await store.delete("contract-b:ü/ spaced")
+    finally:
+        await store.aclose()
+
+
+def check_state_store(factory: Factory[StateStore]) -> None:
+    """Check a StateStore against the contract; raises AssertionError naming the broken rule.
+
+    ``factory`` returns a fresh, empty store (or an awaitable of one); it is called inside
+    the event loop the checks run on. Uses job ids starting with ``contract-``.
+    """
+    asyncio.run(acheck_state_store(factory))
+
+
+async def acheck_execution_guard(factory: Factory[ExecutionGuard], *, exclusive: bool = True) -> None:
+    """Async form of :func:`check_execution_guard`."""
+    guard = await _make(factory)
+    at = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+    slot = ExecutionSlot("contract-job", "contract-resource", GuardScope.OCCURRENCE, at)
+    try:
+        lease = await guard.acquire(slot)
+        _check(lease is not None, "acquire of a free slot must return a lease")
+        assert lease is not None
+        _check(
+            (lease.job_id, lease.resource_id, lease.scope, lease.scheduled_at)
+            == (slot.job_id, slot.resource_id, slot.scope, slot.scheduled_at),
+            "the lease must describe the slot it was acquired for",
+        )
+        interval = guard.renew_interval(lease)
+        _check(interval is None or interval > timedelta(0), "renew_interval must be None or positive")
+        _check(await guard.renew(lease) is True, "renew of a held lease must return True")
+        if not exclusive:
+            await guard.release(lease)
+            return
+        _check(await guard.acquire(slot) is None, "a second acquire of a held occurrence must be contended")
+        later = ExecutionSlot(slot.job_id, slot.resource_id, slot.scope, at + timedelta(minutes=1))
+        lease2 = await guard.acquire(later)
+        _check(lease2 is not None, "a different occurrence of the same resource must be acquirable")
+        assert lease2 is not None
+        if lease.fencing_token is not None and lease2.fencing_token is not None:
+            _check(lease2.fencing_token > lease.fencing_token, "fencing tokens must strictly increase")
+        foreign = _with_token(lease, "not-the-owner")
+        _check(await guard.renew(foreign) is False, "renew with a foreign token must return False")
+        await guard.release(foreign)
+        _check(await guard.renew(lease) is True, "release with a foreign token must not remove the lease")
+        await guard.release(lease)
+        _check(await guard.acquire(slot) is None, "a released occurrence must stay taken (completed marker)")
+        resource = ExecutionSlot(slot.job_id, slot.resource_id, GuardScope.RESOURCE, at + timedelta(minutes=2))
+        _check(await guard.acquire(resource) is None, "a RESOURCE lease must wait for live occurrence leases")
+        await guard.release(lease2)
+        other_resource = ExecutionSlot(slot.job_id, "contract-other", GuardScope.RESOURCE, at)
+        held = await guard.acquire(other_resource)
+        _check(held is not None, "a RESOURCE lease on a free resource must be acquirable")
+        assert held is not None
+        blocked = ExecutionSlot(slot.job_id, "contract-other", GuardScope.OCCURRENCE, at + timedelta(minutes=5))
+        _check(await guard.acquire(blocked) is None, "a RESOURCE lease must exclude occurrence leases")
+        await guard.release(held)
+        again = await guard.acquire(blocked)
+        _check(again is not None, "releasing a RESOURCE lease must free the resource")
+        assert again is not None
+        await guard.release(again)
+    finally:
+        closer = getattr(guard, "aclose", None)
+        if closer is not None:
+            await closer()
+
+
+def _with_token(lease: ExecutionLease, token: str) -> ExecutionLease:
+    from dataclasses import replace
+
+    return replace(lease, token=token)
+
+
+def check_execution_guard(factory: Factory[ExecutionGuard], *, exclusive: bool = True) -> None:
+    """Check an ExecutionGuard against the contract; raises AssertionError naming the rule.
+
+    ``exclusive=False`` checks only the shape of the protocol (for guards that always grant,
+    like ``NoopExecutionGuard``). Uses resources named ``contract-*``.
+    """
+    asyncio.run(acheck_execution_guard(factory, exclusive=exclusive))
+
+
