@@ -1,0 +1,186 @@
+"""SqliteStateStore: the embedded, single-host persistent store (stdlib ``sqlite3``).
+
+Durability: WAL journal with ``synchronous=FULL``. In WAL mode ``NORMAL`` only syncs at
+checkpoints, so a power cut could lose the last commits; ``FULL`` fsyncs the WAL on every
+commit, so a ``save`` that returned survives kill -9 *and* a power loss. One save per
+occurrence makes the fsync cost irrelevant.
+
+Threading: sqlite3 calls block, so every call runs on one dedicated worker thread that owns
+the connection. One thread also serialises the calls, which is what a single connection
+needs, and keeps the event loop free while SQLite waits on a lock or on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import ValidationError
+
+from ._errors import StoreError, StoreErrorKind, StoreOperation
+from ._state import JobState
+
+T = TypeVar("T")
+
+#: Version of the table layout below, kept in ``PRAGMA user_version``. Bump it and add a
+#: migration step in ``_migrate`` when the layout changes.
+SCHEMA_VERSION = 1
+#: How long a statement waits for another process's write lock before failing CONNECTION.
+BUSY_TIMEOUT_MS = 5000
+
+_CREATE = """
+CREATE TABLE IF NOT EXISTS job_state (
+    job_id     TEXT PRIMARY KEY NOT NULL,
+    state      TEXT NOT NULL,
+    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+) WITHOUT ROWID
+"""
+
+# Messages that mean "try again later / cannot reach the file", not "the data is bad".
+_TRANSIENT = ("locked", "busy", "unable to open", "disk i/o", "readonly", "read-only", "full")
+_CORRUPT = ("malformed", "not a database", "corrupt")
+
+
+class SqliteStateStore:
+    """Persists each job's ``JobState`` as JSON in one SQLite row keyed by ``job_id``.
+
+    ``path`` is created on first use (parent directories included). Several processes may
+    share one file; SQLite's locking serialises their writes. ``":memory:"`` gives a private
+    in-memory database (useful in tests).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = str(path) if str(path) == ":memory:" else str(Path(path).expanduser())
+        # One worker thread owns the connection: sqlite3 objects must stay on one thread.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scheduler-sqlite")
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"SqliteStateStore({self.path!r})"
+
+    # -- worker-thread side -------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is not None:
+            return self._conn
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so nothing is left open.
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if self.path != ":memory:":
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+                if mode is None or str(mode[0]).lower() != "wal":
+                    raise sqlite3.OperationalError(f"cannot enable WAL journal (got {mode!r})")
+            conn.execute("PRAGMA synchronous = FULL")
+            self._migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise _NewerSchema(f"database schema version {version} is newer than supported {SCHEMA_VERSION}")
+        if version == SCHEMA_VERSION:
+            return
+        # IMMEDIATE takes the write lock first, so two processes cannot both migrate.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if int(conn.execute("PRAGMA user_version").fetchone()[0]) < 1:
+                conn.execute(_CREATE)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _load(self, job_id: str) -> str | None:
+        row = self._connect().execute("SELECT state FROM job_state WHERE job_id = ?", (job_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _save(self, job_id: str, text: str) -> None:
+        conn = self._connect()
+        # A single autocommit statement is its own transaction; it is durable when it returns.
+        conn.execute(
+            "INSERT INTO job_state (job_id, state) VALUES (?, ?) "
+            "ON CONFLICT (job_id) DO UPDATE SET state = excluded.state, "
+            "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+            (job_id, text),
+        )
+
+    def _delete(self, job_id: str) -> None:
+        self._connect().execute("DELETE FROM job_state WHERE job_id = ?", (job_id,))
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- event-loop side ----------------------------------------------------------------
+
+    async def _call(self, operation: StoreOperation, job_id: str, fn: Callable[[], T]) -> T:
+        if self._closed:
+            raise StoreError(StoreErrorKind.UNKNOWN, operation, job_id, f"{self!r} is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            # Not shielded on purpose: a cancelled caller stops waiting, but the worker still
+            # finishes the statement, so a save is either fully committed or not at all.
+            return await loop.run_in_executor(self._executor, fn)
+        except _NewerSchema as exc:
+            raise StoreError(StoreErrorKind.DATA, operation, job_id, f"{self.path}: {exc}") from exc
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(_classify(exc), operation, job_id, f"{self.path}: {exc}") from exc
+
+    async def load(self, job_id: str) -> JobState | None:
+        text = await self._call(StoreOperation.LOAD, job_id, lambda: self._load(job_id))
+        if text is None:
+            return None
+        try:
+            state = JobState.model_validate_json(text)
+        except ValidationError as exc:
+            detail = f"{self.path}: stored state is not a valid JobState: {exc.errors()[0]['msg']}"
+            raise StoreError(StoreErrorKind.DATA, StoreOperation.LOAD, job_id, detail) from exc
+        if state.job_id != job_id:
+            detail = f"{self.path}: row holds the state of job {state.job_id!r}"
+            raise StoreError(StoreErrorKind.DATA, StoreOperation.LOAD, job_id, detail)
+        return state
+
+    async def save(self, state: JobState) -> None:
+        text = state.model_dump_json()
+        await self._call(StoreOperation.SAVE, state.job_id, lambda: self._save(state.job_id, text))
+
+    async def delete(self, job_id: str) -> None:
+        await self._call(StoreOperation.DELETE, job_id, lambda: self._delete(job_id))
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
+        finally:
+            self._executor.shutdown(wait=False)
+
+
+class _NewerSchema(Exception):
+    """The file was written by a newer version of this library."""
+
+
+def _classify(exc: BaseException) -> StoreErrorKind:
+    text = str(exc).lower()
+    if isinstance(exc, OSError) or any(word in text for word in _TRANSIENT):
+        return StoreErrorKind.CONNECTION
+    if isinstance(exc, sqlite3.DatabaseError) and any(word in text for word in _CORRUPT):
+        return StoreErrorKind.DATA
+    return StoreErrorKind.UNKNOWN
