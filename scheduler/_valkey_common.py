@@ -1,0 +1,155 @@
+"""Shared plumbing for the Valkey store and guard: URLs, redaction, clients, error kinds.
+
+Only the Valkey modules import this one, so ``import scheduler`` never imports ``redis``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+from ._errors import ExecutionGuardErrorKind, InvalidJobError, InvalidJobKind, StoreErrorKind
+from ._time import to_timedelta
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+#: Bounded so a dead or black-holed server turns into a CONNECTION error, not a hang.
+DEFAULT_CONNECT_TIMEOUT = timedelta(seconds=5)
+DEFAULT_TIMEOUT = timedelta(seconds=5)
+#: valkey:// and valkeys:// are spelled for redis-py, which speaks the same protocol.
+_SCHEMES = {"redis": "redis", "rediss": "rediss", "valkey": "redis", "valkeys": "rediss", "unix": "unix"}
+#: Server replies that mean "not now" (loading a dataset, failover, resharding): transient.
+_TRANSIENT_REPLIES = ("LOADING", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "READONLY")
+_SECRET_QUERY_KEYS = {"password", "username"}
+REDACTED = "***"
+
+
+def normalize_url(url: str | None) -> str:
+    """The URL redis-py understands; raises InvalidJobError (OTHER) for an unknown scheme."""
+    text = DEFAULT_URL if url is None else url.strip()
+    scheme, sep, rest = text.partition("://")
+    target = _SCHEMES.get(scheme.lower()) if sep else None
+    if target is None:
+        raise InvalidJobError(
+            InvalidJobKind.OTHER,
+            f"unsupported Valkey URL {redact_url(text)!r}: use redis://, rediss://, valkey:// or valkeys://",
+        )
+    return f"{target}://{rest}"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with user, password and password-like query values replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return REDACTED  # unparseable: show nothing rather than risk showing a secret
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = REDACTED + "@" + netloc.rpartition("@")[2]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, REDACTED if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The secret strings a URL carries (raw and percent-decoded), for scrubbing messages."""
+    found: list[str] = []
+    try:
+        parts = urlsplit(url)
+        candidates = [parts.password or "", parts.username or ""]
+        candidates += [v for k, v in parse_qsl(parts.query) if k.lower() in _SECRET_QUERY_KEYS]
+    except ValueError:
+        return ()
+    for value in candidates:
+        if len(value) >= 3:  # scrubbing 1-2 character strings would mangle every message
+            found.extend({value, quote(value, safe="")})
+    return tuple(found)
+
+
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """Replace every known secret in ``text`` (belt and braces over redact_url)."""
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def create_client(url: str | None, connect_timeout: timedelta | float, timeout: timedelta | float) -> Redis:
+    """An asyncio client with bounded timeouts and a single immediate retry.
+
+    One retry (no backoff) lets a pooled connection that died with a server restart
+    reconnect transparently, while a server that is really down fails within the
+    timeouts instead of redis-py's default backoff of several seconds.
+    """
+    from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    connect_s = _seconds(connect_timeout, "connect_timeout")
+    timeout_s = _seconds(timeout, "timeout")
+    return Redis.from_url(
+        normalize_url(url),
+        socket_connect_timeout=connect_s,
+        socket_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 1),
+        decode_responses=False,
+    )
+
+
+def _seconds(value: timedelta | float, what: str) -> float:
+    seconds = to_timedelta(value, what).total_seconds()
+    if seconds <= 0:
+        raise InvalidJobError(InvalidJobKind.OTHER, f"{what} must be positive, got {value!r}")
+    return seconds
+
+
+def _kind(exc: BaseException) -> str:
+    """'connection', 'data' or 'unknown' for a redis-py (or socket) exception."""
+    from redis import exceptions as rx
+
+    if isinstance(exc, rx.AuthenticationError | rx.AuthorizationError | rx.NoPermissionError):
+        return "unknown"  # wrong credentials or ACL: configuration, retrying will not help
+    if isinstance(exc, rx.ConnectionError | rx.TimeoutError | OSError | TimeoutError):
+        return "connection"
+    if isinstance(exc, rx.ResponseError):
+        reply = str(exc).lstrip()
+        if reply.startswith(_TRANSIENT_REPLIES) or isinstance(exc, rx.ClusterDownError | rx.TryAgainError):
+            return "connection"
+        # Inside a script the reply may carry a prefix, so look for the code anywhere.
+        if "WRONGTYPE" in reply or "CORRUPTDATA" in reply:
+            return "data"
+    return "unknown"
+
+
+def store_error_kind(exc: BaseException) -> StoreErrorKind:
+    return StoreErrorKind(_kind(exc))
+
+
+def guard_error_kind(exc: BaseException) -> ExecutionGuardErrorKind:
+    return ExecutionGuardErrorKind(_kind(exc))
+
+
+def describe(exc: BaseException, secrets: tuple[str, ...]) -> str:
+    """``ExcType: message`` with secrets scrubbed."""
+    message = str(exc) or repr(exc)
+    return scrub(f"{type(exc).__name__}: {message}", secrets)
+
+
+def is_redis_error(exc: BaseException) -> bool:
+    from redis.exceptions import RedisError
+
+    return isinstance(exc, RedisError | OSError | TimeoutError)
+
+
+def client_label(client: Any) -> str:
+    """A credential-free description of a client passed in by the caller."""
+    try:
+        kwargs = client.connection_pool.connection_kwargs
+        host, port, db = kwargs.get("host", "?"), kwargs.get("port", "?"), kwargs.get("db", 0)
+        return f"redis://{host}:{port}/{db}"
+    except AttributeError:
+        return type(client).__name__
