@@ -14,6 +14,8 @@ days, with exact enumeration only in a few hours around each DST transition.
 from __future__ import annotations
 
 import bisect
+import calendar
+import re
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
@@ -33,13 +35,52 @@ MACROS = {
     "@hourly": "0 * * * *",
 }
 FIELD_NAMES_5 = ("minute", "hour", "day-of-month", "month", "day-of-week")
-#: Exact enumeration covers this much real time on each side of a DST transition; wider than
-#: any fold or gap in the tz database (at most two hours).
-TRANSITION_MARGIN = timedelta(hours=3)
 ONE_SECOND = timedelta(seconds=1)
 ONE_MICROSECOND = timedelta(microseconds=1)
 #: Below this many steps ``nth`` just iterates; above, it bisects on ``count``.
 NTH_ITERATION_LIMIT = 512
+
+
+def _nearest_weekday(year: int, month: int, day: int) -> int | None:
+    """The weekday (Mon-Fri) nearest to ``day`` within its month (``nW``), None if no such day."""
+    last = calendar.monthrange(year, month)[1]
+    if day > last:
+        return None
+    weekday = date(year, month, day).weekday()
+    if weekday == 5:  # Saturday -> Friday, unless that leaves the month
+        return day - 1 if day > 1 else day + 2
+    if weekday == 6:  # Sunday -> Monday, unless that leaves the month
+        return day + 1 if day < last else day - 2
+    return day
+
+
+class _Sim(CronSim):
+    """cronsim plus the ``nW`` day-of-month term (nearest weekday), which cronsim lacks."""
+
+    weekday_days: frozenset[int] = frozenset()
+
+    def match_dom(self, d: date) -> bool:
+        if super().match_dom(d):
+            return True
+        return any(_nearest_weekday(d.year, d.month, n) == d.day for n in self.weekday_days)
+
+
+def _split_weekday_terms(fields: str, expression: str) -> tuple[str, frozenset[int], bool]:
+    """Take ``nW`` terms out of the day-of-month field: (fields for cronsim, n values, other terms left)."""
+    parts = fields.split(" ")
+    terms = parts[3].split(",")
+    nearest = [t for t in terms if re.fullmatch(r"\d{1,2}W", t.upper())]
+    if not nearest:
+        return fields, frozenset(), True
+    days = frozenset(int(t[:-1]) for t in nearest)
+    if not all(1 <= d <= 31 for d in days):
+        raise InvalidJobError(
+            InvalidJobKind.CRON_EXPRESSION, f"invalid cron expression {expression!r}: Bad day-of-month"
+        )
+    rest = [t for t in terms if t not in nearest]
+    # A placeholder keeps cronsim's parser happy; the days it adds are removed after parsing.
+    parts[3] = ",".join(rest) if rest else "1"
+    return " ".join(parts), days, bool(rest)
 
 
 def _naive(instant: datetime, zone: ZoneInfo) -> tuple[datetime, int]:
@@ -77,9 +118,7 @@ def _expand(expression: str) -> tuple[str, bool]:
         macro = MACROS.get(text.lower())
         if macro is None:
             known = ", ".join(sorted(MACROS))
-            raise InvalidJobError(
-                InvalidJobKind.CRON_EXPRESSION, f"unknown cron macro {text!r} (known: {known})"
-            )
+            raise InvalidJobError(InvalidJobKind.CRON_EXPRESSION, f"unknown cron macro {text!r} (known: {known})")
         text = macro
     fields = text.split(" ")
     if len(fields) == 5:
@@ -101,18 +140,47 @@ class Cron(Schedule):
     can never fire, or an unknown zone raise :class:`InvalidJobError` here, at construction.
     """
 
-    __slots__ = ("_fields", "_fixed_hour", "_sim", "_hours", "_minutes", "_seconds",
-                 "_hour_set", "_minute_set", "_per_day", "expression", "timezone")
+    __slots__ = (
+        "_every_day",
+        "_fields",
+        "_fixed_hour",
+        "_hour_set",
+        "_hours",
+        "_minute_set",
+        "_minutes",
+        "_per_day",
+        "_seconds",
+        "_sim",
+        "expression",
+        "timezone",
+    )
     expression: str
     timezone: ZoneInfo | None
+    _fields: str
+    _weekday_days: frozenset[int]
+    _other_days: bool
+    _fixed_hour: bool
+    _sim: CronSim
+    _hours: list[int]
+    _minutes: list[int]
+    _seconds: list[int]
+    _hour_set: frozenset[int]
+    _minute_set: frozenset[int]
+    _per_day: int
+    _every_day: bool
 
     def __init__(self, expression: str, timezone: str | tzinfo | None = None) -> None:
         if not isinstance(expression, str):
             raise InvalidJobError(InvalidJobKind.CRON_EXPRESSION, f"cron expression must be text, got {expression!r}")
         fields, fixed_hour = _expand(expression)
+        sim_fields, weekday_days, other_days = _split_weekday_terms(fields, expression)
+        setattr_ = object.__setattr__
+        setattr_(self, "_fields", sim_fields)
+        setattr_(self, "_weekday_days", weekday_days)
+        setattr_(self, "_other_days", other_days)
         try:
-            sim = CronSim(fields, datetime(2000, 1, 1))
-            next(sim)
+            sim = self._new_sim(datetime(2000, 1, 1))
+            next(self._new_sim(datetime(2000, 1, 1)))
         except CronSimError as exc:
             raise InvalidJobError(
                 InvalidJobKind.CRON_EXPRESSION, f"invalid cron expression {expression!r}: {exc}"
@@ -121,10 +189,8 @@ class Cron(Schedule):
             raise InvalidJobError(
                 InvalidJobKind.CRON_EXPRESSION, f"cron expression {expression!r} never fires"
             ) from exc
-        setattr_ = object.__setattr__
         setattr_(self, "expression", expression.strip())
         setattr_(self, "timezone", None if timezone is None else to_zone(timezone))
-        setattr_(self, "_fields", fields)
         setattr_(self, "_fixed_hour", fixed_hour)
         setattr_(self, "_sim", sim)
         setattr_(self, "_hours", sorted(sim.hours))
@@ -133,6 +199,8 @@ class Cron(Schedule):
         setattr_(self, "_hour_set", frozenset(sim.hours))
         setattr_(self, "_minute_set", frozenset(sim.minutes))
         setattr_(self, "_per_day", len(sim.hours) * len(sim.minutes) * len(sim.seconds))
+        day_fields = fields.split(" ")[3:]
+        setattr_(self, "_every_day", all(f == "*" for f in day_fields))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Cron is immutable")
@@ -149,7 +217,10 @@ class Cron(Schedule):
 
     def explain(self) -> str:
         """A plain-language description, e.g. "At 09:00 on Monday through Friday"."""
-        text = CronSim(self._fields, datetime(2000, 1, 1)).explain()
+        if self._weekday_days:
+            text = f"cron {self.expression}"
+        else:
+            text = CronSim(self._fields, datetime(2000, 1, 1)).explain()
         return text if self.timezone is None else f"{text} ({self.timezone.key})"
 
     def fingerprint(self, zone: ZoneInfo) -> str:
@@ -160,10 +231,18 @@ class Cron(Schedule):
 
     # -- wall-clock iteration (naive datetimes) -----------------------------------------
 
+    def _new_sim(self, wall: datetime, reverse: bool = False) -> _Sim:
+        sim = _Sim(self._fields, wall, reverse)
+        if self._weekday_days:
+            sim.weekday_days = self._weekday_days
+            if not self._other_days:
+                sim.days = set()
+        return sim
+
     def _wall_next(self, wall: datetime) -> datetime | None:
         """First wall-clock match strictly after ``wall``."""
         try:
-            return next(CronSim(self._fields, wall))
+            return next(self._new_sim(wall))
         except StopIteration:
             return None
 
@@ -172,7 +251,7 @@ class Cron(Schedule):
         try:
             # cronsim's reverse iteration treats microseconds as the first tick, which
             # makes a whole-second match at ``wall`` itself included.
-            return next(CronSim(self._fields, wall + ONE_MICROSECOND, reverse=True))
+            return next(self._new_sim(wall + ONE_MICROSECOND, reverse=True))
         except StopIteration:
             return None
 
@@ -298,21 +377,34 @@ class Cron(Schedule):
         return last
 
     def count_between(self, after: datetime, until: datetime, zone: ZoneInfo) -> int:
-        """Number of occurrences in ``(after, until]``, without enumerating them."""
+        """Number of occurrences in ``(after, until]``: arithmetic on wall-clock days.
+
+        Between DST transitions the offset is constant, so occurrences are wall-clock matches.
+        At each transition we apply the two rules directly: a gap contributes one firing if
+        anything in it (or its end) matches; a fold's second pass counts again unless the
+        hour is fixed.
+        """
         tz = self._zone(zone)
         if until <= after:
             return 0
+        lo, fold = _naive(after, tz)
+        if fold == 1 and self._fixed_hour:
+            lo = max(lo, self._fold_end(lo, tz) - ONE_MICROSECOND)
         total = 0
-        cursor = after
-        for transition in self._transitions(after - TRANSITION_MARGIN, until + TRANSITION_MARGIN, tz):
-            exact_from = max(cursor, transition - TRANSITION_MARGIN)
-            exact_to = min(until, transition + TRANSITION_MARGIN)
-            if exact_to <= cursor:
-                continue
-            total += self._count_wall(cursor, exact_from, tz)
-            total += self._count_exact(exact_from, exact_to, tz)
-            cursor = exact_to
-        return total + self._count_wall(cursor, until, tz)
+        for transition in self._transitions(after, until, tz):
+            before = _offset(transition - ONE_MICROSECOND, tz)
+            after_offset = _offset(transition, tz)
+            assert before is not None
+            assert after_offset is not None
+            base = transition.replace(tzinfo=None)
+            wall_before, wall_after = base + before, base + after_offset
+            total += self._count_wall(lo, wall_before - ONE_MICROSECOND)
+            if after_offset > before:  # spring forward: [wall_before, wall_after) never happens
+                total += 1 if self._count_wall(wall_before - ONE_MICROSECOND, wall_after) else 0
+                lo = wall_after
+            else:  # fall back: [wall_after, wall_before) happens twice
+                lo = (wall_before if self._fixed_hour else wall_after) - ONE_MICROSECOND
+        return total + self._count_wall(lo, _naive(until, tz)[0])
 
     @staticmethod
     def _transitions(lo: datetime, hi: datetime, zone: ZoneInfo) -> list[datetime]:
@@ -331,33 +423,29 @@ class Cron(Schedule):
             x = y
         return out
 
-    def _count_exact(self, after: datetime, until: datetime, zone: ZoneInfo) -> int:
-        count = 0
-        current = self.next_after(after, zone)
-        while current is not None and current <= until:
-            count += 1
-            current = self.next_after(current, zone)
-        return count
-
-    def _count_wall(self, after: datetime, until: datetime, zone: ZoneInfo) -> int:
-        """Occurrences in ``(after, until]`` when the offset is constant over that span."""
-        if until <= after:
+    def _count_wall(self, lo_wall: datetime, hi_wall: datetime) -> int:
+        """Wall-clock matches in ``(lo_wall, hi_wall]`` (naive datetimes, no DST)."""
+        if hi_wall <= lo_wall:
             return 0
-        lo_wall, _ = _naive(after, zone)
-        hi_wall, _ = _naive(until, zone)
         first_day, last_day = lo_wall.date(), hi_wall.date()
-        lo_sod = lo_wall.hour * 3600 + lo_wall.minute * 60 + lo_wall.second
-        hi_sod = hi_wall.hour * 3600 + hi_wall.minute * 60 + hi_wall.second
-        sim, months, total = self._sim, self._sim.months, 0
-        day = first_day
-        one_day = timedelta(days=1)
-        while day <= last_day:
-            if day.month in months and sim.match_day(day):
-                upper = self._rank(hi_sod) if day == last_day else self._per_day
-                lower = self._rank(lo_sod) if day == first_day else 0
-                total += upper - lower
+        lo_rank = self._rank(lo_wall.hour * 3600 + lo_wall.minute * 60 + lo_wall.second)
+        hi_rank = self._rank(hi_wall.hour * 3600 + hi_wall.minute * 60 + hi_wall.second)
+        if first_day == last_day:
+            return hi_rank - lo_rank if self._matches_day(first_day) else 0
+        total = self._per_day - lo_rank if self._matches_day(first_day) else 0
+        total += hi_rank if self._matches_day(last_day) else 0
+        inner = (last_day - first_day).days - 1
+        if self._every_day:
+            return total + inner * self._per_day
+        day, one_day = first_day + timedelta(days=1), timedelta(days=1)
+        for _ in range(inner):
+            if self._matches_day(day):
+                total += self._per_day
             day += one_day
         return total
+
+    def _matches_day(self, day: date) -> bool:
+        return day.month in self._sim.months and bool(self._sim.match_day(day))
 
     def _rank(self, second_of_day: int) -> int:
         """How many (hour, minute, second) matches fall at or before ``second_of_day``."""
@@ -370,5 +458,3 @@ class Cron(Schedule):
             if minute in self._minute_set:
                 rank += bisect.bisect_right(self._seconds, second)
         return rank
-
-

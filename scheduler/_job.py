@@ -82,7 +82,7 @@ class Task:
             return value
         if not callable(value):
             raise InvalidJobError(InvalidJobKind.OTHER, f"task must be a Task or a callable, got {value!r}")
-        if inspect.iscoroutinefunction(value) or inspect.iscoroutinefunction(getattr(value, "__call__", None)):
+        if inspect.iscoroutinefunction(value) or inspect.iscoroutinefunction(type(value).__call__):
             return cls.from_async(value)
         return cls.from_blocking(value)
 
@@ -114,7 +114,7 @@ async def _in_daemon_thread(fn: Callable[[TaskContext], Any], ctx: TaskContext) 
         error: BaseException | None = None
         try:
             fn(ctx)
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+        except BaseException as exc:
             error = exc
         try:
             loop.call_soon_threadsafe(deliver, error)
@@ -138,13 +138,17 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-            raise InvalidJobError(InvalidJobKind.OTHER, f"retry max_attempts must be an int >= 1, got {self.max_attempts!r}")
+            raise InvalidJobError(
+                InvalidJobKind.OTHER, f"retry max_attempts must be an int >= 1, got {self.max_attempts!r}"
+            )
         set_(self, "initial_backoff", to_timedelta(self.initial_backoff, "retry initial_backoff"))
         set_(self, "max_backoff", to_timedelta(self.max_backoff, "retry max_backoff"))
         if self.initial_backoff < timedelta(0) or self.max_backoff < timedelta(0):
             raise InvalidJobError(InvalidJobKind.OTHER, "retry backoffs must be >= 0")
         if self.max_backoff < self.initial_backoff:
-            raise InvalidJobError(InvalidJobKind.OTHER, f"retry max_backoff {self.max_backoff} < initial_backoff {self.initial_backoff}")
+            raise InvalidJobError(
+                InvalidJobKind.OTHER, f"retry max_backoff {self.max_backoff} < initial_backoff {self.initial_backoff}"
+            )
         if not self.multiplier >= 1.0:
             raise InvalidJobError(InvalidJobKind.OTHER, f"retry multiplier must be >= 1, got {self.multiplier!r}")
         if not 0.0 <= self.jitter <= 1.0:
@@ -218,7 +222,9 @@ class Job:
         set_(self, "missed_run_policy", _enum(MissedRunPolicy, missed_run_policy, "missed_run_policy"))
         set_(self, "overlap_policy", _enum(OverlapPolicy, overlap_policy, "overlap_policy"))
         if time_window is not None and not isinstance(time_window, JobTimeWindow):
-            raise InvalidJobError(InvalidJobKind.TIME_WINDOW, f"time_window must be a JobTimeWindow, got {time_window!r}")
+            raise InvalidJobError(
+                InvalidJobKind.TIME_WINDOW, f"time_window must be a JobTimeWindow, got {time_window!r}"
+            )
         set_(self, "time_window", time_window)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise InvalidJobError(InvalidJobKind.OTHER, f"retry must be a RetryPolicy, got {retry!r}")

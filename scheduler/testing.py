@@ -111,21 +111,23 @@ class FakeClock:
             self._idle_rounds = 0
             self._watch = loop.call_soon(self._check_idle, loop)
 
-    def _loop_is_idle(self, loop: asyncio.AbstractEventLoop) -> bool:
+    def _busy(self, loop: asyncio.AbstractEventLoop) -> str | None:
+        """'ready' if callbacks are queued, 'timers' if real timers are pending, else None."""
         ready = getattr(loop, "_ready", None)
         scheduled = getattr(loop, "_scheduled", None)
         if ready is None or scheduled is None:  # not the stock loop: treat as idle
-            return True
+            return None
         if ready:
-            return False
-        return not any(not handle.cancelled() for handle in scheduled)
+            return "ready"
+        return "timers" if any(not handle.cancelled() for handle in scheduled) else None
 
     def _check_idle(self, loop: asyncio.AbstractEventLoop) -> None:
         self._watch = None
         deadline = self.next_deadline()
         if deadline is None or not self.auto_advance or loop.is_closed():
             return
-        if self._loop_is_idle(loop):
+        busy = self._busy(loop)
+        if busy is None:
             self._idle_rounds += 1
             if self._idle_rounds >= IDLE_ROUNDS:
                 self._idle_rounds = 0
@@ -133,10 +135,12 @@ class FakeClock:
                     self._now = deadline
                     self.jumps += 1
                 self._wake_due()
-            self._watch = loop.call_soon(self._check_idle, loop)
         else:
             self._idle_rounds = 0
+        if busy == "timers":
             self._watch = loop.call_later(BUSY_RECHECK_SECONDS, self._check_idle, loop)
+        else:
+            self._watch = loop.call_soon(self._check_idle, loop)
 
     def __repr__(self) -> str:
         return f"FakeClock({self._now.isoformat()})"
@@ -174,7 +178,7 @@ Factory = Callable[[], T | Awaitable[T]]
 async def _make(factory: Factory[T]) -> T:
     made = factory()
     if inspect.isawaitable(made):
-        return await made  # type: ignore[no-any-return]
+        return await made
     return made
 
 
@@ -296,5 +300,3 @@ def check_execution_guard(factory: Factory[ExecutionGuard], *, exclusive: bool =
     like ``NoopExecutionGuard``). Uses resources named ``contract-*``.
     """
     asyncio.run(acheck_execution_guard(factory, exclusive=exclusive))
-
-

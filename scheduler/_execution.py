@@ -1,0 +1,261 @@
+"""Executing one triggered occurrence: attempts, timeout, retries, lease renewal, release."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ._clock import Clock
+from ._enums import RunStatus, TriggerSource
+from ._guard import ExecutionGuard, ExecutionLease
+from ._job import Job, RunContext, TaskContext
+from ._state import RunRecord
+from .events import (
+    ExecutionGuardLost,
+    ExecutionGuardReleased,
+    ExecutionGuardReleaseFailed,
+    ExecutionGuardRenewed,
+    ExecutionGuardRenewFailed,
+    RunRetrying,
+    RunStarted,
+    SchedulerEvent,
+)
+
+_log = logging.getLogger("scheduler")
+
+#: After a failed renewal call, retry this many times per renew interval (until expiry).
+RENEW_RETRIES_PER_INTERVAL = 4
+
+
+@dataclass(slots=True)
+class Trigger:
+    """An occurrence that is about to run (or be skipped)."""
+
+    scheduled_at: datetime
+    catch_up: bool
+    trigger_count: int
+    source: TriggerSource
+    resumed: bool = False
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a run task hands back to the loop. ``fatal`` is a BaseException to re-raise."""
+
+    record: RunRecord
+    fatal: BaseException | None = None
+
+
+@dataclass(slots=True)
+class Execution:
+    """Everything one run needs; ``run()`` never raises except for fatal BaseExceptions."""
+
+    job: Job
+    trigger: Trigger
+    lease: ExecutionLease | None
+    guard: ExecutionGuard
+    clock: Clock
+    context_zone: ZoneInfo
+    emit: Callable[[SchedulerEvent], None]
+    on_lease_lost: Callable[[Execution], None]
+    stopping: asyncio.Event
+    rng: random.Random
+    guarded: bool
+    renewals: int = 0
+    failed_renewals: int = 0
+    task: asyncio.Task[Outcome] | None = field(default=None, repr=False)
+
+    async def run(self) -> Outcome:
+        started = self.clock.now()
+        status, attempts = RunStatus.CANCELLED, 0
+        error: str | None = "cancelled before start"
+        renewer = self._start_renewal()
+        try:
+            for attempt in range(1, (self.job.retry.max_attempts if self.job.retry else 1) + 1):
+                attempts = attempt
+                status, error = await self._attempt(attempt)
+                if status is RunStatus.SUCCESS or self.job.retry is None:
+                    break
+                if attempt >= self.job.retry.max_attempts or not await self._backoff(attempt, error):
+                    break
+        except asyncio.CancelledError:
+            status, error = RunStatus.CANCELLED, "cancelled"
+        except BaseException as exc:
+            return Outcome(self._record(started, RunStatus.FAILED, _describe(exc), attempts), fatal=exc)
+        finally:
+            if renewer is not None:
+                renewer.cancel()
+                await asyncio.gather(renewer, return_exceptions=True)
+            await asyncio.shield(self._release())
+        return Outcome(self._record(started, status, error, attempts))
+
+    def _record(self, started: datetime, status: RunStatus, error: str | None, attempts: int) -> RunRecord:
+        t = self.trigger
+        return RunRecord(
+            scheduled_at=t.scheduled_at,
+            started_at=started,
+            finished_at=self.clock.now(),
+            catch_up=t.catch_up,
+            status=status,
+            error=error,
+            attempts=max(attempts, 1),
+            trigger_count=t.trigger_count,
+            source=t.source,
+        )
+
+    async def _attempt(self, attempt: int) -> tuple[RunStatus, str | None]:
+        t, job = self.trigger, self.job
+        self.emit(
+            RunStarted(
+                job_id=job.job_id,
+                at=self.clock.now(),
+                scheduled_at=t.scheduled_at,
+                catch_up=t.catch_up,
+                trigger_count=t.trigger_count,
+                attempt=attempt,
+            )
+        )
+        run = RunContext(
+            job_id=job.job_id,
+            scheduled_at=t.scheduled_at,
+            catch_up=t.catch_up,
+            timezone=self.context_zone,
+            trigger_count=t.trigger_count,
+            attempt=attempt,
+            source=t.source,
+            fencing_token=None if self.lease is None else self.lease.fencing_token,
+            resumed=t.resumed,
+        )
+        ctx = TaskContext(run=run, deps=job.deps)
+        timeout = job.timeout
+        try:
+            if timeout is None:
+                await job.task.invoke(ctx)
+            else:
+                # Timeouts measure real elapsed work (event-loop time), not the injected clock.
+                async with asyncio.timeout(timeout.total_seconds()) as scope:
+                    await job.task.invoke(ctx)
+        except TimeoutError as exc:
+            if timeout is not None and scope.expired():
+                return RunStatus.TIMED_OUT, f"timed out after {timeout.total_seconds():g}s"
+            return RunStatus.FAILED, _describe(exc)
+        except Exception as exc:
+            _log.error("job %s run %s attempt %d failed", job.job_id, t.scheduled_at.isoformat(), attempt, exc_info=exc)
+            return RunStatus.FAILED, _describe(exc)
+        return RunStatus.SUCCESS, None
+
+    async def _backoff(self, attempt: int, error: str | None) -> bool:
+        """Wait before the next attempt; False when shutdown interrupted the wait."""
+        assert self.job.retry is not None
+        delay = self.job.retry.backoff(attempt, self.rng)
+        self.emit(
+            RunRetrying(
+                job_id=self.job.job_id,
+                at=self.clock.now(),
+                scheduled_at=self.trigger.scheduled_at,
+                attempt=attempt + 1,
+                delay=delay,
+                error=error,
+            )
+        )
+        return not await _sleep_or_event(self.clock, self.clock.now() + delay, self.stopping)
+
+    # -- lease ------------------------------------------------------------------------
+
+    def _guard_fields(self) -> dict[str, Any]:
+        lease = self.lease
+        assert lease is not None
+        return {
+            "job_id": self.job.job_id,
+            "at": self.clock.now(),
+            "resource_id": lease.resource_id,
+            "scope": lease.scope,
+            "scheduled_at": lease.scheduled_at,
+            "key": lease.key,
+            "fencing_token": lease.fencing_token,
+        }
+
+    def _start_renewal(self) -> asyncio.Task[None] | None:
+        if self.lease is None or not self.guarded:
+            return None
+        interval = self.guard.renew_interval(self.lease)
+        if interval is None:
+            return None
+        return asyncio.get_running_loop().create_task(self._renew_loop(interval))
+
+    async def _renew_loop(self, interval: timedelta) -> None:
+        lease = self.lease
+        assert lease is not None
+        ttl = None if lease.expires_at is None else lease.expires_at - self.clock.now()
+        expires = lease.expires_at
+        delay = interval
+        while True:
+            await self.clock.sleep_until(self.clock.now() + delay)
+            try:
+                held = await self.guard.renew(lease)
+            except Exception as exc:
+                self.failed_renewals += 1
+                error = _describe(exc)
+                self.emit(
+                    ExecutionGuardRenewFailed(
+                        **self._guard_fields(), failed_renewal_count=self.failed_renewals, error=error
+                    )
+                )
+                if expires is not None and self.clock.now() >= expires:
+                    return self._lost(error)
+                # Retry sooner than the normal cadence: the lease is still ours until it expires.
+                delay = interval / RENEW_RETRIES_PER_INTERVAL
+                continue
+            if not held:
+                return self._lost("lease is held by another token or expired")
+            self.renewals += 1
+            delay = interval
+            if ttl is not None:
+                expires = self.clock.now() + ttl
+            self.emit(ExecutionGuardRenewed(**self._guard_fields(), renewal_count=self.renewals))
+
+    def _lost(self, error: str) -> None:
+        self.emit(
+            ExecutionGuardLost(
+                **self._guard_fields(),
+                renewal_count=self.renewals,
+                failed_renewal_count=self.failed_renewals,
+                error=error,
+            )
+        )
+        self.on_lease_lost(self)
+
+    async def _release(self) -> None:
+        if self.lease is None or not self.guarded:
+            return
+        try:
+            await self.guard.release(self.lease)
+        except Exception as exc:
+            self.emit(ExecutionGuardReleaseFailed(**self._guard_fields(), error=_describe(exc)))
+            return
+        self.emit(ExecutionGuardReleased(**self._guard_fields(), renewal_count=self.renewals))
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def _sleep_or_event(clock: Clock, deadline: datetime, event: asyncio.Event) -> bool:
+    """Sleep until ``deadline``; True if ``event`` was set first."""
+    if event.is_set():
+        return True
+    sleeper = asyncio.ensure_future(clock.sleep_until(deadline))
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait((sleeper, waiter), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sleeper.cancel()
+        waiter.cancel()
+    return event.is_set()

@@ -1,0 +1,124 @@
+"""The public surface: names, lazy loading, enums."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import scheduler
+from scheduler import MissedRunPolicy, RunSkipReason
+
+EXPECTED = sorted(
+    [
+        "Scheduler",
+        "SchedulerConfig",
+        "SchedulerHandle",
+        "SchedulerReport",
+        "SchedulerStopReason",
+        "Job",
+        "Task",
+        "TaskContext",
+        "RunContext",
+        "TriggerSource",
+        "RetryPolicy",
+        "Schedule",
+        "Interval",
+        "AtTimes",
+        "Cron",
+        "MissedRunPolicy",
+        "OverlapPolicy",
+        "TerminalStatePolicy",
+        "LeaseLostPolicy",
+        "GuardErrorPolicy",
+        "JobTimeWindow",
+        "TimeWindowSegment",
+        "Weekday",
+        "JobState",
+        "RunRecord",
+        "RunStatus",
+        "RunSkipReason",
+        "StateLoadSource",
+        "StateStore",
+        "InMemoryStateStore",
+        "ResilientStateStore",
+        "SqliteStateStore",
+        "ValkeyStateStore",
+        "ExecutionGuard",
+        "NoopExecutionGuard",
+        "ExecutionSlot",
+        "ExecutionLease",
+        "GuardScope",
+        "ValkeyExecutionGuard",
+        "SchedulerObserver",
+        "SchedulerEvent",
+        "LogObserver",
+        "NoopObserver",
+        "SchedulerError",
+        "InvalidJobError",
+        "InvalidJobKind",
+        "StoreError",
+        "StoreErrorKind",
+        "StoreOperation",
+        "ExecutionGuardError",
+        "ExecutionGuardErrorKind",
+        "Clock",
+        "SystemClock",
+        "__version__",
+    ]
+)
+
+
+def test_all_is_pinned() -> None:
+    """__all__ lists exactly the public names of the spec."""
+    assert sorted(scheduler.__all__) == EXPECTED
+
+
+def test_every_public_name_resolves() -> None:
+    """Every name in __all__ can be imported from the root."""
+    for name in scheduler.__all__:
+        assert getattr(scheduler, name) is not None
+
+
+def test_import_does_not_pull_optional_dependencies() -> None:
+    """`import scheduler` imports neither redis nor prometheus_client, even after using the core."""
+    code = (
+        "import sys, scheduler; scheduler.Scheduler; scheduler.Cron; scheduler.JobState;"
+        "bad = [m for m in ('redis', 'prometheus_client') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_enums_are_lower_snake_strings() -> None:
+    """Enum values are the lower_snake names, usable in JSON and on the command line."""
+    assert MissedRunPolicy.CATCH_UP_ONCE.value == "catch_up_once"
+    assert RunSkipReason.OUTSIDE_TIME_WINDOW == "outside_time_window"
+
+
+def test_events_module_exports_every_event() -> None:
+    """scheduler.events names every event class of the spec."""
+    from scheduler import events
+
+    names = {
+        "StateLoaded", "StateRepaired", "StateReconciled", "TriggerEmitted", "RunStarted", "RunRetrying",
+        "RunCompleted", "RunSkipped", "RunsMissed", "ExecutionGuardAcquired", "ExecutionGuardContended",
+        "ExecutionGuardRenewed", "ExecutionGuardRenewFailed", "ExecutionGuardLost", "ExecutionGuardReleased",
+        "ExecutionGuardReleaseFailed", "StoreDegraded", "StoreRecovered", "TerminalStateDeleted",
+        "SchedulerPaused", "SchedulerResumed", "SchedulerStopped",
+    }  # fmt: skip
+    assert names <= set(events.__all__)
+    assert all(issubclass(getattr(events, n), events.SchedulerEvent) for n in names)
+
+
+def test_invalid_job_error_is_a_value_error() -> None:
+    """InvalidJobError is both a SchedulerError and a ValueError."""
+    assert issubclass(scheduler.InvalidJobError, ValueError)
+    assert issubclass(scheduler.InvalidJobError, scheduler.SchedulerError)
+    assert issubclass(scheduler.StoreError, scheduler.SchedulerError)
+    assert issubclass(scheduler.ExecutionGuardError, scheduler.SchedulerError)
+
+
+def test_version_is_exposed() -> None:
+    """__version__ comes from the installed distribution metadata."""
+    assert isinstance(scheduler.__version__, str)
+    assert scheduler.__version__
