@@ -8,6 +8,7 @@ matches.
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -105,7 +106,7 @@ def test_cron_matches_oracle_around_transitions(zone_name: str, index: int, minu
         got.append(current)
         current = cron.next_after(current, zone)
     assert got == expected, (expression, zone_name, transition)
-    for earlier, later in zip(expected, expected[1:], strict=False):
+    for earlier, later in itertools.pairwise(expected):
         assert cron.last_at_or_before(later - timedelta(seconds=1), zone) == earlier
     assert cron.count_between(start - timedelta(seconds=1), end, zone) == len(expected)
 
