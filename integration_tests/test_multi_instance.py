@@ -1,0 +1,27 @@
+"""The multi-process exactly-once proof (see multi_instance.py; run it as a script for longer)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from multi_instance import run_proof
+
+pytestmark = [pytest.mark.valkey, pytest.mark.slow]
+
+DURATION_SECONDS = float(os.environ.get("SCHEDULER_PROOF_SECONDS", "20"))
+
+
+@pytest.mark.timeout(DURATION_SECONDS + 60)
+def test_four_processes_run_every_occurrence_exactly_once(valkey_url: str, tmp_path: Path) -> None:
+    result = run_proof(valkey_url, DURATION_SECONDS, tmp_path)
+    assert result.duplicates == []
+    assert result.gaps == []
+    assert result.off_grid == []
+    assert result.duplicate_fencing_tokens == 0
+    assert result.exit_codes.count(-9) == 1, result.exit_codes  # the SIGKILLed instance
+    assert all(code in (0, -9) for code in result.exit_codes), result.exit_codes
+    assert len(result.runs_per_pid) >= 4, "the instances must share the work"
+    # 100 ms interval: a window of DURATION minus the start-up and the end margin.
+    assert result.occurrences >= (DURATION_SECONDS - 5) * 10
