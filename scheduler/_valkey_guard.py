@@ -131,6 +131,10 @@ class ValkeyExecutionGuard:
     * ``expires_at`` is the local clock before the call plus ``ttl``: never later than the
       server-side expiry, so "retry until expiry" stops in time.
     * ``renew_interval`` must be shorter than ``ttl`` (else InvalidJobError, kind OTHER).
+    * The fence counter is as durable as the server: one without persistence starts again at
+      1 after a restart. Enable AOF (or RDB with care) where fencing must survive restarts.
+    * ``url`` None means ``redis://127.0.0.1:6379/0``; the read timeout defaults to
+      min(5 s, renew_interval) so a hung call fails before the next renewal is due.
     """
 
     def __init__(

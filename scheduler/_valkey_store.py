@@ -72,6 +72,8 @@ class ValkeyStateStore:
     * A ``client`` passed in is used as is and is not closed by :meth:`aclose`; a client the
       store created from ``url`` has bounded connect/read timeouts and is closed.
     * Credentials in the URL never appear in ``repr``, messages or events.
+    * ``url`` None means ``redis://127.0.0.1:6379/0``. Connect and read timeouts default to
+      5 s; a dead pooled connection (server restart) is retried once, immediately.
     """
 
     def __init__(
