@@ -150,6 +150,7 @@ class _Session:
             self._woken = False
             return
         if deadline is not None and deadline <= self.clock.now():
+            await asyncio.sleep(0)  # never spin without yielding to the loop
             return
         loop = asyncio.get_running_loop()
         self._wakeup = loop.create_future()
@@ -277,7 +278,9 @@ class _Session:
                 if self.grace_deadline is not None and self.clock.now() >= self.grace_deadline:
                     for task in self.active:
                         task.cancel()
-                await self.wait(self.grace_deadline)
+                    await self.wait(None)  # woken when the cancelled runs complete
+                else:
+                    await self.wait(self.grace_deadline)
                 continue
             now = self.clock.now()
             if self.paused:

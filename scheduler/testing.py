@@ -38,6 +38,8 @@ __all__ = [
 IDLE_ROUNDS = 4
 #: While real timers are pending (asyncio.sleep in a task, a timeout), re-check this often.
 BUSY_RECHECK_SECONDS = 0.001
+#: Real timers due within this many seconds keep the fake clock from jumping.
+NEAR_TIMER_SECONDS = 0.25
 DEFAULT_START = datetime(2025, 1, 1, tzinfo=UTC)
 
 E = TypeVar("E", bound=SchedulerEvent)
@@ -47,8 +49,9 @@ class FakeClock:
     """A Clock for tests. ``advance(delta)`` moves time and wakes due sleepers.
 
     With ``auto_advance`` (the default) the clock jumps to the earliest pending deadline
-    whenever the event loop is idle: no ready callbacks and no real timers pending. Work in a
-    worker thread does not keep the loop busy, so prefer async tasks under auto-advance.
+    whenever the event loop is idle: no ready callbacks and no real timer due within 0.25 s.
+    Work in a worker thread does not keep the loop busy, so prefer async tasks under
+    auto-advance (or turn it off and call ``advance``).
     Needs the stock asyncio event loop (it inspects the loop's queues).
     """
 
@@ -119,7 +122,11 @@ class FakeClock:
             return None
         if ready:
             return "ready"
-        return "timers" if any(not handle.cancelled() for handle in scheduled) else None
+        # Real timers due soon (a task's short asyncio.sleep, a retry poll) mean work is in
+        # progress; far-off ones (a test's wait_for guard, a long timeout) do not.
+        horizon = loop.time() + NEAR_TIMER_SECONDS
+        near = any(not h.cancelled() and h.when() <= horizon for h in scheduled if h is not self._watch)
+        return "timers" if near else None
 
     def _check_idle(self, loop: asyncio.AbstractEventLoop) -> None:
         self._watch = None
