@@ -65,8 +65,7 @@ class TimeWindowSegment:
         if begin == finish:
             raise InvalidJobError(
                 InvalidJobKind.TIME_WINDOW,
-                f"time window segment {begin}-{finish} is empty (start == end); "
-                "omit segments for a whole day",
+                f"time window segment {begin}-{finish} is empty (start == end); omit segments for a whole day",
             )
         object.__setattr__(self, "start", begin)
         object.__setattr__(self, "end", finish)
@@ -117,9 +116,7 @@ class JobTimeWindow:
             if not seg.crosses_midnight:
                 if seg.start <= now < seg.end and self._day_ok(weekday):
                     return True
-            elif (now >= seg.start and self._day_ok(weekday)) or (
-                now < seg.end and self._day_ok((weekday - 1) % 7)
-            ):
+            elif (now >= seg.start and self._day_ok(weekday)) or (now < seg.end and self._day_ok((weekday - 1) % 7)):
                 return True
         return False
 
@@ -128,5 +125,3 @@ class JobTimeWindow:
         segs = ",".join(f"{s.start:%H:%M}-{s.end:%H:%M}" for s in self.segments) or "all day"
         zone = f" ({self.timezone.key})" if self.timezone else ""
         return f"{days} {segs}{zone}"
-
-
