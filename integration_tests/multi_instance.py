@@ -4,10 +4,11 @@
 
 Timeline (fractions of ``duration``): instance A starts and creates the job state; B and C
 join; D starts late (25 %); B is killed with SIGKILL at 50 % and restarted a second later;
-at 100 % every instance gets SIGTERM (graceful shutdown). Each run appends ``scheduled_at pid
-fencing_token lateness`` to a ledger. The proof: every occurrence of the window started
-exactly once (zero duplicates, zero gaps); the only allowed gap is an occurrence whose lease
-was live in Valkey right after the kill (the run in flight when B died counts as started).
+at 100 % every instance gets SIGTERM (graceful shutdown). B is killed right after it starts
+a run, so one run is in flight. Each run appends ``scheduled_at pid fencing_token lateness``
+to a ledger. The proof: every occurrence of the window started exactly once (zero
+duplicates, zero gaps); the only allowed gap is an occurrence whose lease was live in Valkey
+right after the kill (the run in flight when B died has its ledger line: it counts as started).
 
 Instances use MissedRunPolicy.REPLAY_ALL so that an instance stalled for more than one
 interval replays instead of coalescing: a gap can then only come from the guard, not from a
@@ -77,6 +78,7 @@ class ProofResult:
     gaps: list[str] = field(default_factory=list)
     off_grid: list[str] = field(default_factory=list)
     in_flight_at_kill: list[str] = field(default_factory=list)
+    killed_run_started: bool = False
     runs_per_pid: dict[str, int] = field(default_factory=dict)
     duplicate_fencing_tokens: int = 0
     lateness_p50_ms: float = 0.0
@@ -114,6 +116,7 @@ def run_proof(url: str, duration: float, workdir: Path) -> ProofResult:
         _sleep_until(started + duration * 0.25)
         spawn("D")
         _sleep_until(started + duration * 0.5)
+        _wait_for_run_of(procs["B"].pid, ledger)  # kill it inside a run: the in-flight case
         procs["B"].kill()
         exit_codes.append(procs["B"].wait(WAIT_SECONDS))
         in_flight = [m.decode().rpartition(":occurrence:")[2] for m in client.zrange(index_key, 0, -1)]
@@ -155,6 +158,8 @@ def _analyse(text: str, in_flight: list[str], stopped_at: datetime, exit_codes: 
     # The key format has 9 fractional digits; the ledger has ISO text: compare as instants.
     killed = {datetime.fromisoformat(text.replace("000Z", "+00:00")) for text in in_flight}
     result.in_flight_at_kill = sorted(i.isoformat() for i in killed)
+    # The killed run wrote its ledger line before it died: it counts as started, once.
+    result.killed_run_started = bool(killed) and all(seen.get(i) == 1 for i in killed)
     result.off_grid = sorted(i.isoformat() for i in seen if (i - first) % INTERVAL)
     result.duplicates = sorted(i.isoformat() for i, count in seen.items() if count > 1)
     instant = first
@@ -168,6 +173,18 @@ def _analyse(text: str, in_flight: list[str], stopped_at: datetime, exit_codes: 
     result.lateness_p50_ms = round(lateness[len(lateness) // 2] * 1000, 2)
     result.lateness_p99_ms = round(lateness[min(len(lateness) - 1, int(len(lateness) * 0.99))] * 1000, 2)
     return result
+
+
+def _wait_for_run_of(pid: int, ledger: Path) -> None:
+    """Return as soon as ``pid`` starts a run (best effort: give up after a few seconds)."""
+    with ledger.open() as handle:
+        handle.seek(0, os.SEEK_END)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            for line in handle.readlines():
+                if line.split()[1:2] == [str(pid)]:
+                    return
+            time.sleep(0.002)
 
 
 def _wait_for(condition: object, what: str) -> None:
