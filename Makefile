@@ -14,12 +14,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The demo wraps a shell command on the embedded default store (SQLite under
+# $$XDG_STATE_HOME/scheduler/, else ~/.local/state/scheduler/). `reset` first so that a second
+# `make run` shows the runs again instead of finding the job already finished.
 run: install
-	$(BIN)/python examples/demo.py
+	$(BIN)/scheduler reset --job-id demo
+	$(BIN)/scheduler run --job-id demo --every 2s --max-runs 3 -- echo "hello from scheduler"
+	$(BIN)/scheduler status --job-id demo
+
+LINT_PATHS := $(wildcard scheduler tests integration_tests examples benchmarks)
 
 lint: install
-	$(BIN)/ruff check scheduler tests integration_tests examples benchmarks
-	$(BIN)/ruff format --check scheduler tests integration_tests examples benchmarks
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 typecheck: install
 	$(BIN)/mypy
@@ -29,7 +36,8 @@ unit: install
 
 test: install
 	bash .ci/ensure-server.sh
-	$(BIN)/ruff check scheduler tests integration_tests examples benchmarks
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
