@@ -70,6 +70,7 @@ class Execution:
     renewals: int = 0
     failed_renewals: int = 0
     task: asyncio.Task[Outcome] | None = field(default=None, repr=False)
+    release_task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def run(self) -> Outcome:
         started = self.clock.now()
@@ -92,7 +93,10 @@ class Execution:
             if renewer is not None:
                 renewer.cancel()
                 await asyncio.gather(renewer, return_exceptions=True)
-            await asyncio.shield(self._release())
+            if self.lease is not None and self.guarded:
+                # A task of its own: the loop overlaps it with the completion save, and it
+                # finishes even if whoever awaits it is cancelled.
+                self.release_task = asyncio.get_running_loop().create_task(self._release())
         return Outcome(self._record(started, status, error, attempts))
 
     def _record(self, started: datetime, status: RunStatus, error: str | None, attempts: int) -> RunRecord:

@@ -27,9 +27,9 @@ from ._enums import (
     TerminalStatePolicy,
     TriggerSource,
 )
-from ._errors import ExecutionGuardError, ExecutionGuardErrorKind
+from ._errors import ExecutionGuardError, ExecutionGuardErrorKind, StoreError
 from ._execution import Execution, Outcome, Trigger
-from ._guard import ExecutionGuard, ExecutionSlot, NoopExecutionGuard
+from ._guard import ExecutionGuard, ExecutionLease, ExecutionSlot, NoopExecutionGuard
 from ._handle import Command, CommandKind, SchedulerHandle
 from ._job import Job
 from ._loading import load_state
@@ -129,6 +129,7 @@ class _Session:
         self.stop_reason: SchedulerStopReason | None = None
         self.grace_deadline: datetime | None = None
         self.stopping = asyncio.Event()
+        self.releases: set[asyncio.Task[None]] = set()
         self.rng = random.Random()
         self._woken = False
         self._wakeup: asyncio.Future[None] | None = None
@@ -216,6 +217,8 @@ class _Session:
             handle._unbind()
             if callable(detach):
                 detach()
+            if self.releases:  # leases of runs that ended while the loop was failing
+                await asyncio.shield(asyncio.gather(*self.releases, return_exceptions=True))
         self.emit(
             SchedulerStopped(
                 job_id=self.job.job_id, at=self.clock.now(), reason=reason, trigger_count=self.state.trigger_count
@@ -319,11 +322,23 @@ class _Session:
         if decision is None:
             return
         count = self.state.trigger_count + decision.consumed
-        await self.save(trigger_count=count, next_run_at=decision.next_run_at)
+        self.state = self.state.model_copy(update={"trigger_count": count, "next_run_at": decision.next_run_at})
+        if decision.run_at is not None and self.guarded:
+            # The save and the lease acquisition are independent round trips: overlap them.
+            # The run still starts only after both have succeeded (save-before-dispatch).
+            pending: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(self.store.save(self.state))
+        else:
+            pending = None
+            await self.store.save(self.state)
         for drop in decision.drops:
             self.report_drop(drop, count)
-        if decision.run_at is not None:
-            await self.dispatch(Trigger(decision.run_at, decision.catch_up, count, TriggerSource.SCHEDULED))
+        try:
+            if decision.run_at is not None:
+                trigger = Trigger(decision.run_at, decision.catch_up, count, TriggerSource.SCHEDULED)
+                await self.dispatch(trigger, pending)
+        finally:
+            if pending is not None:
+                await pending  # re-raises a failed save; a no-op when start() already awaited it
 
     def report_drop(self, drop: Drop, trigger_count: int) -> None:
         self.skipped[drop.reason] = self.skipped.get(drop.reason, 0) + drop.count
@@ -366,7 +381,7 @@ class _Session:
             )
         )
 
-    async def dispatch(self, trigger: Trigger) -> None:
+    async def dispatch(self, trigger: Trigger, pending_save: asyncio.Task[None] | None = None) -> None:
         """Window check, overlap policy, guard, start."""
         self.emit(
             TriggerEmitted(
@@ -389,14 +404,33 @@ class _Session:
         if action == OverlapAction.REPLACE:
             for task in self.active:
                 task.cancel()
-        await self.start(trigger)
+        await self.start(trigger, pending_save)
         return None
 
     def in_window(self) -> bool:
         window = self.job.time_window
         return window is None or window.matches(self.clock.now(), self.config.timezone)
 
-    async def start(self, trigger: Trigger) -> None:
+    async def acquire(self, slot: ExecutionSlot, pending_save: asyncio.Task[None] | None) -> ExecutionLease | None:
+        """Acquire the slot, concurrently with a pending state save; the save must succeed too."""
+        if pending_save is None:
+            return await self.guard.acquire(slot)
+        save_result, lease = await asyncio.gather(pending_save, self.guard.acquire(slot), return_exceptions=True)
+        if isinstance(save_result, BaseException):
+            if isinstance(lease, ExecutionLease):
+                await asyncio.shield(self._release_quietly(lease))
+            raise save_result
+        if isinstance(lease, BaseException):
+            raise lease
+        return lease
+
+    async def _release_quietly(self, lease: ExecutionLease) -> None:
+        try:
+            await self.guard.release(lease)
+        except Exception:  # best effort while failing: the lease expires on its own
+            return
+
+    async def start(self, trigger: Trigger, pending_save: asyncio.Task[None] | None = None) -> None:
         job = self.job
         slot = ExecutionSlot(job.job_id, job.effective_resource_id, job.guard_scope, trigger.scheduled_at)
         guard_fields: dict[str, Any] = {
@@ -406,7 +440,9 @@ class _Session:
             "scheduled_at": slot.scheduled_at,
         }
         try:
-            lease = await self.guard.acquire(slot)
+            lease = await self.acquire(slot, pending_save)
+        except StoreError:
+            raise
         except Exception as exc:
             policy = self.config.guard_error_policy
             if policy is GuardErrorPolicy.FAIL:
@@ -461,8 +497,12 @@ class _Session:
 
     async def complete(self, task: asyncio.Task[Outcome]) -> None:
         """Apply a finished run: state, history, save, RunCompleted, then the queued trigger."""
-        self.active.pop(task)
+        execution = self.active.pop(task)
         outcome = task.result()
+        release = execution.release_task
+        if release is not None:
+            self.releases.add(release)
+            release.add_done_callback(self.releases.discard)
         if outcome.fatal is not None:
             raise outcome.fatal
         record = outcome.record
@@ -478,7 +518,10 @@ class _Session:
             changes["last_success_at"] = record.finished_at
         if self.state.in_flight is not None and self.state.in_flight.occurrence == record.scheduled_at:
             changes["in_flight"] = None
-        await self.save(**changes)
+        if release is None:
+            await self.save(**changes)
+        else:  # release the lease and save the outcome concurrently (independent round trips)
+            await asyncio.gather(self.save(**changes), asyncio.shield(release))
         self.emit(
             RunCompleted(
                 job_id=self.job.job_id,

@@ -15,8 +15,10 @@ from scheduler import (
     ExecutionSlot,
     GuardErrorPolicy,
     GuardScope,
+    InMemoryStateStore,
     Interval,
     Job,
+    JobState,
     LeaseLostPolicy,
     NoopExecutionGuard,
     RunSkipReason,
@@ -24,6 +26,9 @@ from scheduler import (
     Scheduler,
     SchedulerConfig,
     SchedulerStopReason,
+    StoreError,
+    StoreErrorKind,
+    StoreOperation,
     TaskContext,
 )
 from scheduler.events import (
@@ -277,3 +282,54 @@ async def test_release_is_never_for_a_foreign_token() -> None:
     assert lease is not None
     await guard.release(replace(lease, token="other"))
     assert await guard.renew(lease) is True
+
+
+class FailingSaveStore(InMemoryStateStore):
+    """Accepts the first save (new state) and fails every later one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.saves = 0
+
+    async def save(self, state: JobState) -> None:
+        self.saves += 1
+        if self.saves > 1:
+            raise StoreError(StoreErrorKind.CONNECTION, StoreOperation.SAVE, state.job_id, "down")
+        await super().save(state)
+
+
+async def test_failed_save_before_dispatch_releases_the_lease(clock: FakeClock, recorder: RecordingObserver) -> None:
+    """If the save that precedes a run fails, the run never starts and the lease acquired alongside is released."""
+    guard = FakeGuard(clock)
+    log: list[TaskContext] = []
+    with pytest.raises(StoreError):
+        await Scheduler(store=FailingSaveStore(), clock=clock, guard=guard, observer=recorder).run(
+            Job("fs", Interval(10), recorder_task(log), max_runs=3)
+        )
+    assert log == []
+    assert guard.held == {}
+    assert recorder.of_type(SchedulerStopped)[-1].reason is SchedulerStopReason.ERROR
+
+
+async def test_save_and_acquire_overlap(clock: FakeClock) -> None:
+    """With a real guard, the pre-run save and the acquire are in flight at the same time."""
+    in_flight: list[str] = []
+    overlapped: list[bool] = []
+
+    class SlowStore(InMemoryStateStore):
+        async def save(self, state: JobState) -> None:
+            in_flight.append("save")
+            await asyncio.sleep(0.01)
+            in_flight.remove("save")
+            await super().save(state)
+
+    class SlowGuard(FakeGuard):
+        async def acquire(self, slot: ExecutionSlot) -> ExecutionLease | None:
+            overlapped.append("save" in in_flight)
+            await asyncio.sleep(0.01)
+            return await super().acquire(slot)
+
+    await Scheduler(store=SlowStore(), clock=clock, guard=SlowGuard(clock)).run(
+        Job("ov", Interval(10), recorder_task([]), max_runs=2)
+    )
+    assert overlapped == [True, True]
