@@ -208,3 +208,17 @@ def test_resilient_factory() -> None:
     assert isinstance(resilient, ResilientStateStore)
     assert isinstance(resilient.primary, ValkeyStateStore)
     assert "pw-secret" not in repr(resilient)
+
+
+async def test_create_is_save_if_absent(valkey_url: str, uid: str) -> None:
+    """create() writes only when the job has no state and returns the stored one otherwise."""
+    store = ValkeyStateStore(valkey_url)
+    try:
+        first = JobState(job_id=f"create-{uid}", trigger_count=1)
+        second = JobState(job_id=f"create-{uid}", trigger_count=2)
+        assert await store.create(first) == first
+        assert await store.create(second) == first
+        assert await store.load(f"create-{uid}") == first
+    finally:
+        await store.delete(f"create-{uid}")
+        await store.aclose()

@@ -39,9 +39,18 @@ async def load_state(session: _Session) -> tuple[JobState, Trigger | None]:
     if stored is None:
         first = None if job.max_runs == 0 else job.schedule.first(now, config.timezone)
         state = JobState(job_id=job.job_id, next_run_at=first, schedule_fingerprint=fingerprint)
-        await session.store.save(state)
-        emit(StateLoaded(job_id=job.job_id, at=now, source=StateLoadSource.NEW, trigger_count=0, next_run_at=first))
-        return state, None
+        create = getattr(session.store, "create", None)
+        if not callable(create):
+            await session.store.save(state)
+        else:
+            # Instances starting together must agree on one first occurrence (an interval is
+            # anchored to "now"): whoever creates the state first wins, the others adopt it.
+            created: JobState = await create(state)
+            if created != state:
+                stored = created
+        if stored is None:
+            emit(StateLoaded(job_id=job.job_id, at=now, source=StateLoadSource.NEW, trigger_count=0, next_run_at=first))
+            return state, None
 
     state, source = stored, StateLoadSource.RESTORED
     if stored.schedule_fingerprint is None:

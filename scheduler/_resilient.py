@@ -144,6 +144,24 @@ class ResilientStateStore:
                 self._degrade(StoreOperation.SAVE, state.job_id, exc)
         self._dirty.add(state.job_id)
 
+    async def create(self, state: JobState) -> JobState:
+        """Create-if-absent on the primary (when it supports it); degrade like ``save``."""
+        create = getattr(self.primary, "create", None)
+        if not callable(create) or not await self._try_recover(state.job_id):
+            await self.save(state)
+            return state
+        try:
+            stored: JobState = await create(state)
+        except StoreError as exc:
+            if exc.kind is not StoreErrorKind.CONNECTION:
+                raise
+            self._degrade(StoreOperation.SAVE, state.job_id, exc)
+            self._mirror[state.job_id] = state
+            self._dirty.add(state.job_id)
+            return state
+        self._mirror[state.job_id] = stored
+        return stored
+
     async def delete(self, job_id: str) -> None:
         self._mirror.pop(job_id, None)
         self._dirty.discard(job_id)

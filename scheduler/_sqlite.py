@@ -119,6 +119,13 @@ class SqliteStateStore:
             (job_id, text),
         )
 
+    def _create(self, job_id: str, text: str) -> str | None:
+        conn = self._connect()
+        inserted = conn.execute(
+            "INSERT INTO job_state (job_id, state) VALUES (?, ?) ON CONFLICT (job_id) DO NOTHING", (job_id, text)
+        ).rowcount
+        return None if inserted else self._load(job_id)
+
     def _delete(self, job_id: str) -> None:
         self._connect().execute("DELETE FROM job_state WHERE job_id = ?", (job_id,))
 
@@ -144,8 +151,9 @@ class SqliteStateStore:
 
     async def load(self, job_id: str) -> JobState | None:
         text = await self._call(StoreOperation.LOAD, job_id, lambda: self._load(job_id))
-        if text is None:
-            return None
+        return None if text is None else self._decode(job_id, text)
+
+    def _decode(self, job_id: str, text: str) -> JobState:
         try:
             state = JobState.model_validate_json(text)
         except ValidationError as exc:
@@ -159,6 +167,14 @@ class SqliteStateStore:
     async def save(self, state: JobState) -> None:
         text = state.model_dump_json()
         await self._call(StoreOperation.SAVE, state.job_id, lambda: self._save(state.job_id, text))
+
+    async def create(self, state: JobState) -> JobState:
+        """Save ``state`` only if the job has no row yet; return the state now stored."""
+        text = state.model_dump_json()
+        existing = await self._call(StoreOperation.SAVE, state.job_id, lambda: self._create(state.job_id, text))
+        if existing is None:
+            return state
+        return self._decode(state.job_id, existing)
 
     async def delete(self, job_id: str) -> None:
         await self._call(StoreOperation.DELETE, job_id, lambda: self._delete(job_id))

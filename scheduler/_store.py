@@ -20,6 +20,11 @@ class StateStore(Protocol):
     * ``aclose`` releases resources the store created; calls after it are undefined.
     * Failures raise ``StoreError`` with a kind (CONNECTION for transient problems, DATA for
       content that cannot be read), the operation, and the job id.
+
+    Optional: ``async create(state) -> JobState`` saves ``state`` only if the job has no state
+    yet and returns the state now stored (ours, or the one another process created first).
+    Shared stores should provide it: instances of one job that start at the same moment then
+    agree on one first occurrence. Without it the scheduler falls back to ``save``.
     """
 
     async def load(self, job_id: str) -> JobState | None: ...
@@ -43,6 +48,10 @@ class InMemoryStateStore:
     async def save(self, state: JobState) -> None:
         # JobState is frozen, so storing the object itself cannot alias a mutable value.
         self._states[state.job_id] = state
+
+    async def create(self, state: JobState) -> JobState:
+        """Save ``state`` unless the job already has one; return the state now stored."""
+        return self._states.setdefault(state.job_id, state)
 
     async def delete(self, job_id: str) -> None:
         self._states.pop(job_id, None)

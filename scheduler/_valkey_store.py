@@ -51,6 +51,16 @@ return 1
 """
 
 
+# KEYS: the state key. ARGV: the JSON document. Writes it only if the key is absent; returns
+# nil when written, else the value already stored (another instance created it first).
+_CREATE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  return false
+end
+return redis.call('GET', KEYS[1])
+"""
+
+
 class ValkeyStateStore:
     """Stores each job's JobState as JSON under ``prefix + job_id`` (no TTL).
 
@@ -101,6 +111,7 @@ class ValkeyStateStore:
             self._label = client_label(client)
             self._client = client
         self._save = self._client.register_script(_SAVE)
+        self._create = self._client.register_script(_CREATE)
 
     @classmethod
     def resilient(
@@ -180,6 +191,20 @@ class ValkeyStateStore:
             if not is_redis_error(exc):
                 raise
             raise self._wrap(exc, StoreOperation.SAVE, state.job_id, key) from exc
+
+    async def create(self, state: JobState) -> JobState:
+        """Save ``state`` only if the job has no state yet; return the state now stored.
+
+        One script (SET NX, else GET), so instances starting together agree on one state.
+        """
+        key = self.key(state.job_id)
+        try:
+            existing = await self._create(keys=[key], args=[state.model_dump_json()])
+        except Exception as exc:
+            if not is_redis_error(exc):
+                raise
+            raise self._wrap(exc, StoreOperation.SAVE, state.job_id, key) from exc
+        return state if existing is None else self._decode(state.job_id, key, existing)
 
     async def delete(self, job_id: str) -> None:
         key = self.key(job_id)

@@ -120,7 +120,7 @@ class FakeClock:
         scheduled = getattr(loop, "_scheduled", None)
         if ready is None or scheduled is None:  # not the stock loop: treat as idle
             return None
-        if ready:
+        if any(not _is_watch(handle) for handle in ready):
             return "ready"
         # Real timers due soon (a task's short asyncio.sleep, a retry poll) mean work is in
         # progress; far-off ones (a test's wait_for guard, a long timeout) do not.
@@ -151,6 +151,12 @@ class FakeClock:
 
     def __repr__(self) -> str:
         return f"FakeClock({self._now.isoformat()})"
+
+
+def _is_watch(handle: asyncio.Handle) -> bool:
+    """Whether a queued callback is some FakeClock's idle check (several clocks may share a loop)."""
+    callback = getattr(handle, "_callback", None)
+    return getattr(callback, "__func__", None) is FakeClock._check_idle
 
 
 class RecordingObserver:

@@ -285,7 +285,7 @@ async def test_release_is_never_for_a_foreign_token() -> None:
 
 
 class FailingSaveStore(InMemoryStateStore):
-    """Accepts the first save (new state) and fails every later one."""
+    """Creates the new state (``create``), then fails every ``save``."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -293,9 +293,7 @@ class FailingSaveStore(InMemoryStateStore):
 
     async def save(self, state: JobState) -> None:
         self.saves += 1
-        if self.saves > 1:
-            raise StoreError(StoreErrorKind.CONNECTION, StoreOperation.SAVE, state.job_id, "down")
-        await super().save(state)
+        raise StoreError(StoreErrorKind.CONNECTION, StoreOperation.SAVE, state.job_id, "down")
 
 
 async def test_failed_save_before_dispatch_releases_the_lease(clock: FakeClock, recorder: RecordingObserver) -> None:

@@ -199,3 +199,15 @@ def test_committed_save_survives_sigkill(tmp_path: Path) -> None:
     state = asyncio.run(read())
     assert state is not None
     assert state.trigger_count == 5
+
+
+async def test_create_is_save_if_absent(tmp_path: Path) -> None:
+    """create() inserts only when the job has no row and returns the stored state otherwise."""
+    store = SqliteStateStore(tmp_path / "c.db")
+    try:
+        first = JobState(job_id="c", trigger_count=1)
+        assert await store.create(first) == first
+        assert await store.create(JobState(job_id="c", trigger_count=2)) == first
+        assert await store.load("c") == first
+    finally:
+        await store.aclose()

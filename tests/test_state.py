@@ -253,3 +253,36 @@ async def test_history_is_bounded(clock: FakeClock) -> None:
         Job("h", Interval(5), recorder_task([]), max_runs=10)
     )
     assert [r.trigger_count for r in report.history] == [8, 9, 10]
+
+
+async def test_instances_starting_together_agree_on_the_first_occurrence(recorder: RecordingObserver) -> None:
+    """Two instances that find no state at the same moment adopt the state the first one created."""
+    from tests.test_guard_policies import FakeGuard
+
+    class SlowLoadStore(InMemoryStateStore):
+        async def load(self, job_id: str) -> JobState | None:
+            await asyncio.sleep(0)  # both instances read "no state" before either writes
+            return await super().load(job_id)
+
+    store, guard = SlowLoadStore(), FakeGuard()
+    ran: list[datetime] = []
+
+    async def task(ctx: TaskContext) -> None:
+        ran.append(ctx.run.scheduled_at)
+
+    first = Scheduler(store=store, clock=FakeClock(T0), guard=guard, observer=recorder)
+    second = Scheduler(store=store, clock=FakeClock(T0 + timedelta(milliseconds=7)), guard=guard, observer=recorder)
+    job = Job("twin", Interval(10), task, max_runs=1)
+    await asyncio.gather(first.run(job), second.run(job))
+    loaded = recorder.of_type(StateLoaded)
+    assert sorted(e.source for e in loaded) == [StateLoadSource.NEW, StateLoadSource.RESTORED]
+    assert {e.next_run_at for e in loaded} == {T0 + 10 * S}
+    assert ran == [T0 + 10 * S]
+
+
+async def test_create_keeps_an_existing_state() -> None:
+    """InMemoryStateStore.create saves only when absent and returns what is stored."""
+    store = InMemoryStateStore()
+    a, b = JobState(job_id="c", trigger_count=1), JobState(job_id="c", trigger_count=2)
+    assert await store.create(a) is a
+    assert await store.create(b) is a
