@@ -236,9 +236,15 @@ class _Session:
             skipped=dict(self.skipped),
         )
 
+    def drop_queued(self) -> None:
+        if self.queued is not None:
+            self.skip(self.queued, RunSkipReason.SHUTDOWN)
+            self.queued = None
+
     async def abort(self, reason: SchedulerStopReason) -> None:
         """Fatal error or outer cancellation: cancel runs, release leases (best effort), report."""
-        self.stopping.set()
+        self._begin_stop(reason, None)  # so completing runs cannot start the queued trigger
+        self.drop_queued()
         await self.cancel_active()
         self.emit(
             SchedulerStopped(
@@ -270,12 +276,12 @@ class _Session:
             for task in [t for t in self.active if t.done()]:
                 await self.complete(task)
             if self.cancel_requested:
+                self._begin_stop(SchedulerStopReason.CANCELLED, None)
+                self.drop_queued()
                 await self.cancel_active()
                 return SchedulerStopReason.CANCELLED
             if self.stop_reason is not None:
-                if self.queued is not None:
-                    self.skip(self.queued, RunSkipReason.SHUTDOWN)
-                    self.queued = None
+                self.drop_queued()
                 if not self.active:
                     return self.stop_reason
                 if self.grace_deadline is not None and self.clock.now() >= self.grace_deadline:

@@ -305,3 +305,25 @@ async def test_replace_cancels_the_active_run(clock: FakeClock) -> None:
         (10 * S, RunStatus.CANCELLED),
         (20 * S, RunStatus.SUCCESS),
     ]
+
+
+async def test_cancel_does_not_start_the_queued_trigger() -> None:
+    """cancel() with a queued trigger drops it (shutdown) instead of starting it."""
+    clock = FakeClock(T0, auto_advance=False)
+    log: list[TaskContext] = []
+    scheduler = Scheduler(clock=clock)
+
+    async def work(ctx: TaskContext) -> None:
+        log.append(ctx)
+        await asyncio.sleep(3600)
+
+    task = asyncio.create_task(scheduler.run(Job("cq", Interval(10), work, overlap_policy=OverlapPolicy.QUEUE_ONE)))
+    for _ in range(2):
+        await asyncio.sleep(0.01)
+        clock.advance(10 * S)
+    await asyncio.sleep(0.01)
+    scheduler.handle().cancel()
+    report = await asyncio.wait_for(task, 5)
+    assert len(log) == 1
+    assert report.skipped == {RunSkipReason.SHUTDOWN: 1}
+    assert [r.status for r in report.history] == [RunStatus.CANCELLED]
