@@ -63,6 +63,7 @@ class Execution:
     clock: Clock
     context_zone: ZoneInfo
     emit: Callable[[SchedulerEvent], None]
+    observed: bool
     on_lease_lost: Callable[[Execution], None]
     stopping: asyncio.Event
     rng: random.Random
@@ -99,6 +100,12 @@ class Execution:
                 self.release_task = asyncio.get_running_loop().create_task(self._release())
         return Outcome(self._record(started, status, error, attempts))
 
+    def cancelled_before_start(self) -> Outcome:
+        """The outcome of a run task that was cancelled before its first step."""
+        if self.lease is not None and self.guarded and self.release_task is None:
+            self.release_task = asyncio.get_running_loop().create_task(self._release())
+        return Outcome(self._record(self.clock.now(), RunStatus.CANCELLED, "cancelled before start", 0))
+
     def _record(self, started: datetime, status: RunStatus, error: str | None, attempts: int) -> RunRecord:
         t = self.trigger
         return RunRecord(
@@ -115,16 +122,17 @@ class Execution:
 
     async def _attempt(self, attempt: int) -> tuple[RunStatus, str | None]:
         t, job = self.trigger, self.job
-        self.emit(
-            RunStarted(
-                job_id=job.job_id,
-                at=self.clock.now(),
-                scheduled_at=t.scheduled_at,
-                catch_up=t.catch_up,
-                trigger_count=t.trigger_count,
-                attempt=attempt,
+        if self.observed:  # hot path: build the event only when someone listens
+            self.emit(
+                RunStarted(
+                    job_id=job.job_id,
+                    at=self.clock.now(),
+                    scheduled_at=t.scheduled_at,
+                    catch_up=t.catch_up,
+                    trigger_count=t.trigger_count,
+                    attempt=attempt,
+                )
             )
-        )
         run = RunContext(
             job_id=job.job_id,
             scheduled_at=t.scheduled_at,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -13,6 +14,7 @@ from ._time import to_timedelta
 from .events import SchedulerEvent, StoreDegraded, StoreRecovered
 
 EventSink = Callable[[SchedulerEvent], None]
+_log = logging.getLogger("scheduler")
 
 
 class ResilientStateStore:
@@ -71,7 +73,10 @@ class ResilientStateStore:
 
     def _emit(self, event: SchedulerEvent) -> None:
         for sink in list(self._sinks):
-            sink(event)
+            try:
+                sink(event)
+            except Exception:  # an observer bug must not turn into a store failure
+                _log.exception("store event observer %r failed on %s; ignored", sink, event.name)
 
     def _degrade(self, operation: StoreOperation, job_id: str, error: StoreError) -> None:
         now = self._now()

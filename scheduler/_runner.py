@@ -259,7 +259,7 @@ class _Session:
         if tasks:
             await asyncio.wait(tasks)
         for task in tasks:
-            if task in self.active and not task.cancelled():
+            if task in self.active:
                 try:
                     await self.complete(task)
                 except Exception:  # saving the cancellation is best effort while aborting
@@ -297,11 +297,16 @@ class _Session:
             elif self.resume_first is not None:
                 trigger, self.resume_first = self.resume_first, None
                 await self.dispatch(trigger)
+                started = any(e.trigger is trigger for e in self.active.values()) or self.queued is trigger
+                if not started and self.state.in_flight is not None:
+                    await self.save(in_flight=None)  # skipped: the interrupted occurrence is settled
+                continue
+            elif self.queued is not None and not self.active:
+                await self.start_queued()  # held while paused; resume() lands here
                 continue
             elif self.manual:
                 self.manual -= 1
-                await self.save(trigger_count=self.state.trigger_count + 1)
-                await self.dispatch(Trigger(now, False, self.state.trigger_count, TriggerSource.MANUAL))
+                await self.trigger_manually(now)
                 continue
             elif not (blocks_replay and (self.active or self.queued)):
                 decision = decide(p, self.state.next_run_at, self.state.trigger_count, now)
@@ -312,6 +317,23 @@ class _Session:
                 return await self.finish()
             blocked = blocks_replay and bool(self.active)
             await self.wait(None if blocked else self.state.next_run_at)
+
+    async def trigger_manually(self, now: datetime) -> None:
+        """A trigger_now(): counted toward max_runs, through the overlap policy and the guard."""
+        max_runs, count = self.job.max_runs, self.state.trigger_count
+        if max_runs is not None and count >= max_runs:
+            return  # the job is finished: nothing more may run
+        exhausted = max_runs is not None and count + 1 >= max_runs
+        await self.save(trigger_count=count + 1, **({"next_run_at": None} if exhausted else {}))
+        await self.dispatch(Trigger(now, False, count + 1, TriggerSource.MANUAL))
+
+    async def start_queued(self) -> None:
+        trigger, self.queued = self.queued, None
+        assert trigger is not None
+        if not self.in_window():
+            return self.skip(trigger, RunSkipReason.OUTSIDE_TIME_WINDOW)
+        await self.start(trigger)
+        return None
 
     async def finish(self) -> SchedulerStopReason:
         if self.config.terminal_state_policy is TerminalStatePolicy.DELETE:
@@ -356,7 +378,7 @@ class _Session:
                     job_id=self.job.job_id,
                     at=at,
                     scheduled_at=drop.first,
-                    catch_up=True,
+                    catch_up=drop.reason in (RunSkipReason.MISSED, RunSkipReason.COALESCED),
                     trigger_count=trigger_count,
                     reason=drop.reason,
                 )
@@ -389,16 +411,17 @@ class _Session:
 
     async def dispatch(self, trigger: Trigger, pending_save: asyncio.Task[None] | None = None) -> None:
         """Window check, overlap policy, guard, start."""
-        self.emit(
-            TriggerEmitted(
-                job_id=self.job.job_id,
-                at=self.clock.now(),
-                scheduled_at=trigger.scheduled_at,
-                catch_up=trigger.catch_up,
-                trigger_count=trigger.trigger_count,
-                source=trigger.source,
+        if self.fanout:  # hot path: build the event only when someone listens
+            self.emit(
+                TriggerEmitted(
+                    job_id=self.job.job_id,
+                    at=self.clock.now(),
+                    scheduled_at=trigger.scheduled_at,
+                    catch_up=trigger.catch_up,
+                    trigger_count=trigger.trigger_count,
+                    source=trigger.source,
+                )
             )
-        )
         if not self.in_window():
             return self.skip(trigger, RunSkipReason.OUTSIDE_TIME_WINDOW)
         action = on_overlap(self.job.overlap_policy, len(self.active), self.queued is not None)
@@ -408,8 +431,14 @@ class _Session:
             self.queued = trigger
             return None
         if action == OverlapAction.REPLACE:
-            for task in self.active:
+            # Settle the replaced runs first: their leases must be released before we acquire
+            # (a RESOURCE lease would otherwise make the replacement contend with itself).
+            replaced = list(self.active)
+            for task in replaced:
                 task.cancel()
+            await asyncio.wait(replaced)
+            for task in replaced:
+                await self.complete(task)
         await self.start(trigger, pending_save)
         return None
 
@@ -482,6 +511,7 @@ class _Session:
             clock=self.clock,
             context_zone=self.config.timezone,
             emit=self.emit,
+            observed=bool(self.fanout),
             on_lease_lost=self.lease_lost,
             stopping=self.stopping,
             rng=self.rng,
@@ -504,7 +534,8 @@ class _Session:
     async def complete(self, task: asyncio.Task[Outcome]) -> None:
         """Apply a finished run: state, history, save, RunCompleted, then the queued trigger."""
         execution = self.active.pop(task)
-        outcome = task.result()
+        # A task cancelled before its first step never ran its own bookkeeping.
+        outcome = execution.cancelled_before_start() if task.cancelled() else task.result()
         release = execution.release_task
         if release is not None:
             self.releases.add(release)
@@ -528,22 +559,20 @@ class _Session:
             await self.save(**changes)
         else:  # release the lease and save the outcome concurrently (independent round trips)
             await asyncio.gather(self.save(**changes), asyncio.shield(release))
-        self.emit(
-            RunCompleted(
-                job_id=self.job.job_id,
-                at=self.clock.now(),
-                scheduled_at=record.scheduled_at,
-                catch_up=record.catch_up,
-                trigger_count=record.trigger_count,
-                status=record.status,
-                error=record.error,
-                attempts=record.attempts,
-                started_at=record.started_at,
+        if self.fanout:  # hot path: build the event only when someone listens
+            self.emit(
+                RunCompleted(
+                    job_id=self.job.job_id,
+                    at=self.clock.now(),
+                    scheduled_at=record.scheduled_at,
+                    catch_up=record.catch_up,
+                    trigger_count=record.trigger_count,
+                    status=record.status,
+                    error=record.error,
+                    attempts=record.attempts,
+                    started_at=record.started_at,
+                )
             )
-        )
-        if self.queued is not None and not self.active and self.stop_reason is None and not self.paused:
-            trigger, self.queued = self.queued, None
-            if not self.in_window():
-                return self.skip(trigger, RunSkipReason.OUTSIDE_TIME_WINDOW)
-            await self.start(trigger)
-        return None
+        idle = not self.active and not self.paused and not self.cancel_requested
+        if self.queued is not None and idle and self.stop_reason is None:
+            await self.start_queued()

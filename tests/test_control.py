@@ -327,3 +327,58 @@ async def test_cancel_does_not_start_the_queued_trigger() -> None:
     assert len(log) == 1
     assert report.skipped == {RunSkipReason.SHUTDOWN: 1}
     assert [r.status for r in report.history] == [RunStatus.CANCELLED]
+
+
+async def test_queued_trigger_held_while_paused_starts_after_resume() -> None:
+    """A trigger queued before pause() is held while paused and started by resume()."""
+    clock = FakeClock(T0, auto_advance=False)
+    scheduler = Scheduler(clock=clock)
+    handle = scheduler.handle()
+    sources: list[TriggerSource] = []
+    release = asyncio.Event()
+
+    async def work(ctx: TaskContext) -> None:
+        sources.append(ctx.run.source)
+        if len(sources) == 1:
+            handle.trigger_now()  # queued behind this run
+            handle.pause()
+            await release.wait()
+
+    job = Job("qp", Interval(3600), work, overlap_policy=OverlapPolicy.QUEUE_ONE)
+    task = asyncio.create_task(scheduler.run(job))
+    await asyncio.sleep(0.01)
+    clock.advance(3600 * S)
+    await asyncio.sleep(0.01)
+    release.set()
+    await asyncio.sleep(0.01)
+    assert sources == [TriggerSource.SCHEDULED]  # paused: the queued trigger waits
+    handle.resume()
+    await asyncio.sleep(0.01)
+    assert sources == [TriggerSource.SCHEDULED, TriggerSource.MANUAL]
+    handle.shutdown()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_trigger_now_respects_max_runs(clock: FakeClock) -> None:
+    """A manual trigger counts toward max_runs; reaching it makes the job terminal, beyond it nothing runs."""
+    log: list[TaskContext] = []
+    scheduler = Scheduler(clock=clock)
+    for _ in range(3):
+        scheduler.handle().trigger_now()
+    report = await scheduler.run(Job("mx", Interval(timedelta(days=30)), recorder_task(log), max_runs=1))
+    assert [c.run.source for c in log] == [TriggerSource.MANUAL]
+    assert (report.state.trigger_count, report.state.next_run_at) == (1, None)
+    assert report.stop_reason is SchedulerStopReason.TERMINAL
+    assert clock.now() < T0 + timedelta(days=1)
+
+
+async def test_replace_of_a_run_that_has_not_started_yet(clock: FakeClock) -> None:
+    """Two manual triggers in a row under REPLACE: the first is cancelled (recorded), the second runs."""
+    log: list[TaskContext] = []
+    scheduler = Scheduler(clock=clock)
+    scheduler.handle().trigger_now()
+    scheduler.handle().trigger_now()
+    job = Job("rr", Interval(timedelta(days=30)), recorder_task(log), max_runs=2, overlap_policy=OverlapPolicy.REPLACE)
+    report = await scheduler.run(job)
+    assert [r.status for r in report.history] == [RunStatus.CANCELLED, RunStatus.SUCCESS]
+    assert len(log) == 1

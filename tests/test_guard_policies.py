@@ -331,3 +331,14 @@ async def test_save_and_acquire_overlap(clock: FakeClock) -> None:
         Job("ov", Interval(10), recorder_task([]), max_runs=2)
     )
     assert overlapped == [True, True]
+
+
+async def test_replace_with_resource_scope_really_replaces(clock: FakeClock) -> None:
+    """REPLACE releases the replaced run's RESOURCE lease before acquiring for the new run."""
+    guard = FakeGuard(clock)
+    job = Job(
+        "rs", Interval(10), _long_task(clock, 15, []), max_runs=2, overlap_policy="replace", guard_scope="resource"
+    )
+    report = await Scheduler(clock=clock, guard=guard).run(job)
+    assert [r.status for r in report.history] == [RunStatus.CANCELLED, RunStatus.SUCCESS]
+    assert report.skipped == {}

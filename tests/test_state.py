@@ -286,3 +286,18 @@ async def test_create_keeps_an_existing_state() -> None:
     a, b = JobState(job_id="c", trigger_count=1), JobState(job_id="c", trigger_count=2)
     assert await store.create(a) is a
     assert await store.create(b) is a
+
+
+async def test_skipped_resumed_occurrence_clears_in_flight(clock: FakeClock) -> None:
+    """An interrupted occurrence that is skipped on restart (outside the window) is settled, not retried forever."""
+    from scheduler import JobTimeWindow, TimeWindowSegment
+    from scheduler._state import InFlight
+
+    store = InMemoryStateStore()
+    await store.save(JobState(job_id="w", trigger_count=1, next_run_at=T0 + timedelta(hours=1),
+                              in_flight=InFlight(occurrence=T0, started_at=T0)))  # fmt: skip
+    window = JobTimeWindow(segments=[TimeWindowSegment("12:00", "13:00")])
+    job = Job("w", Interval(3600), recorder_task([]), max_runs=1, time_window=window)
+    report = await Scheduler(SchedulerConfig(resume_interrupted=True), store, clock=clock).run(job)
+    assert report.state.in_flight is None
+    assert (await store.load("w")).in_flight is None  # type: ignore[union-attr]
