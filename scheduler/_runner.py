@@ -192,7 +192,7 @@ class _Session:
             self.stopping.set()
 
     async def save(self, **changes: object) -> None:
-        self.state = self.state.model_copy(update=changes)
+        self.state = self.state.evolve(changes)
         await self.store.save(self.state)
 
     # -- lifecycle --------------------------------------------------------------------
@@ -350,7 +350,7 @@ class _Session:
         if decision is None:
             return
         count = self.state.trigger_count + decision.consumed
-        self.state = self.state.model_copy(update={"trigger_count": count, "next_run_at": decision.next_run_at})
+        self.state = self.state.evolve({"trigger_count": count, "next_run_at": decision.next_run_at})
         if decision.run_at is not None and self.guarded:
             # The save and the lease acquisition are independent round trips: overlap them.
             # The run still starts only after both have succeeded (save-before-dispatch).
@@ -466,6 +466,17 @@ class _Session:
             return
 
     async def start(self, trigger: Trigger, pending_save: asyncio.Task[None] | None = None) -> None:
+        lease: ExecutionLease | None = None  # the no-op guard grants everything: no call needed
+        if self.guarded:
+            proceed, lease = await self.lease_for(trigger, pending_save)
+            if not proceed:
+                return
+        await self.launch(trigger, lease)
+
+    async def lease_for(
+        self, trigger: Trigger, pending_save: asyncio.Task[None] | None
+    ) -> tuple[bool, ExecutionLease | None]:
+        """Acquire per the guard error policy: (False, None) when the trigger was skipped."""
         job = self.job
         slot = ExecutionSlot(job.job_id, job.effective_resource_id, job.guard_scope, trigger.scheduled_at)
         guard_fields: dict[str, Any] = {
@@ -485,22 +496,24 @@ class _Session:
                     raise
                 raise ExecutionGuardError(ExecutionGuardErrorKind.UNKNOWN, f"guard acquire failed: {exc}") from exc
             if policy is GuardErrorPolicy.SKIP:
-                return self.skip(trigger, RunSkipReason.GUARD_UNAVAILABLE)
-            lease = None
+                self.skip(trigger, RunSkipReason.GUARD_UNAVAILABLE)
+                return False, None
             self.emit(ExecutionGuardAcquired(at=self.clock.now(), without_lease=True, **guard_fields))
-        else:
-            if lease is None:
-                self.emit(ExecutionGuardContended(at=self.clock.now(), **guard_fields))
-                return self.skip(trigger, RunSkipReason.CONTENDED)
-            if self.guarded:
-                self.emit(
-                    ExecutionGuardAcquired(
-                        at=self.clock.now(),
-                        key=lease.key,
-                        fencing_token=lease.fencing_token,
-                        **guard_fields,
-                    )
-                )
+            return True, None
+        if lease is None:
+            self.emit(ExecutionGuardContended(at=self.clock.now(), **guard_fields))
+            self.skip(trigger, RunSkipReason.CONTENDED)
+            return False, None
+        self.emit(
+            ExecutionGuardAcquired(
+                at=self.clock.now(), key=lease.key, fencing_token=lease.fencing_token, **guard_fields
+            )
+        )
+        return True, lease
+
+    async def launch(self, trigger: Trigger, lease: ExecutionLease | None) -> None:
+        """Start the run as a task (the loop is woken when it ends)."""
+        job = self.job
         if self.config.resume_interrupted:
             await self.save(in_flight=InFlight(occurrence=trigger.scheduled_at, started_at=self.clock.now(), attempt=1))
         execution = Execution(
@@ -521,7 +534,6 @@ class _Session:
         execution.task = task
         task.add_done_callback(lambda _: self.wake())
         self.active[task] = execution
-        return None
 
     def lease_lost(self, execution: Execution) -> None:
         policy = self.config.lease_lost_policy

@@ -65,6 +65,21 @@ class JobState(BaseModel):
     in_flight: InFlight | None = None
     schema_version: int = SCHEMA_VERSION
 
+    def evolve(self, changes: dict[str, Any]) -> JobState:
+        """A copy with ``changes`` applied, without validation (values come from the scheduler).
+
+        The run loop derives two states per run; this is about twice as fast as
+        ``model_copy(update=...)`` and keeps the frozen original intact.
+        """
+        new = object.__new__(JobState)
+        values = self.__dict__.copy()
+        values.update(changes)
+        object.__setattr__(new, "__dict__", values)
+        object.__setattr__(new, "__pydantic_fields_set__", self.__pydantic_fields_set__ | changes.keys())
+        object.__setattr__(new, "__pydantic_extra__", None)
+        object.__setattr__(new, "__pydantic_private__", None)
+        return new
+
     def to_json(self) -> str:
         return self.model_dump_json()
 
