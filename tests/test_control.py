@@ -99,10 +99,9 @@ async def test_shutdown_drops_the_queued_trigger() -> None:
     assert [r.status for r in report.history] == [RunStatus.SUCCESS]
 
 
-async def test_shutdown_interrupts_retry_backoff(clock: FakeClock) -> None:
-    """A run waiting between retry attempts ends at shutdown with its last failure."""
+async def _failing_with_long_backoff(clock: FakeClock, scheduler: Scheduler) -> asyncio.Task:  # type: ignore[type-arg]
+    """Start a job whose first attempt fails and whose retry waits an hour; return once it waits."""
     failed = asyncio.Event()
-    scheduler = Scheduler(clock=clock)
 
     async def work(ctx: TaskContext) -> None:
         failed.set()
@@ -115,6 +114,13 @@ async def test_shutdown_interrupts_retry_backoff(clock: FakeClock) -> None:
     clock.advance(10 * S)
     await asyncio.wait_for(failed.wait(), 5)
     await asyncio.sleep(0.01)
+    return task
+
+
+async def test_shutdown_interrupts_retry_backoff(clock: FakeClock) -> None:
+    """A run waiting between retry attempts ends at shutdown with its last failure."""
+    scheduler = Scheduler(clock=clock)
+    task = await _failing_with_long_backoff(clock, scheduler)
     scheduler.handle().shutdown()
     report = await asyncio.wait_for(task, 5)
     assert [(r.status, r.attempts) for r in report.history] == [(RunStatus.FAILED, 1)]
@@ -140,19 +146,8 @@ async def test_cancel_interrupts_the_run(clock: FakeClock, recorder: RecordingOb
 
 async def test_cancel_during_retry_wait(clock: FakeClock) -> None:
     """cancel() during a retry backoff ends the run as CANCELLED."""
-    failed = asyncio.Event()
     scheduler = Scheduler(clock=clock)
-
-    async def work(ctx: TaskContext) -> None:
-        failed.set()
-        raise ValueError("nope")
-
-    retry = RetryPolicy(max_attempts=3, initial_backoff=timedelta(hours=1), max_backoff=timedelta(hours=1), jitter=0)
-    clock.auto_advance = False
-    task = asyncio.create_task(scheduler.run(Job("r", Interval(10), work, retry=retry)))
-    await asyncio.sleep(0.01)
-    clock.advance(10 * S)
-    await asyncio.wait_for(failed.wait(), 5)
+    task = await _failing_with_long_backoff(clock, scheduler)
     scheduler.handle().cancel()
     report = await asyncio.wait_for(task, 5)
     assert [r.status for r in report.history] == [RunStatus.CANCELLED]
