@@ -32,35 +32,45 @@ Do not edit by hand: the notes below the tables come from `benchmarks/narrative.
 """
 
 NOTES = """
-## Notes on the figures
+## Notes on the figures, and what limits the misses
 
 * **Punctuality.** Stock asyncio hands the selector whole milliseconds, rounded up, and
   `EpollSelector` adds one more for 9, 13, 18, 26, 36, 52 ... ms. That is why the floor loop
   and APScheduler sit near 1.2 ms p50 at a 10 ms period. `SystemClock` aims each timer wait at
   a whole number of milliseconds that avoids those values and ends at least 0.3 ms before the
-  instant, then yields (`sleep(0)`) for the remaining fraction. It never returns early, also
-  on uvloop, whose timers can fire before their deadline. The wait itself ends within a few
-  µs of the instant. What remains of the scheduler's lateness (about 0.1–0.2 ms) is
-  the run loop's own path from the end of the wait to the task's first line: wake-up through
-  `asyncio.wait`, decide, save, events, a task hop. That path is in `_runner.py` and `_execution.py`, not in the clock.
-* **CPU cost of precision.** The final yield loop costs CPU time equal to the fraction of a
-  millisecond it waits: about 0.5–0.9 ms per occurrence. At a 1 s period that is well under
-  1 % of a core. At 10 ms it is several % of a core, where APScheduler and the floor loop pay
-  1–3 %, see the CPU column. A thread-based fine wait (a `time.sleep` in a worker thread) was
-  tried and rejected. On this VM one hand-off cost 150–240 µs of CPU and woke 0.2–1.2 ms late.
-* **Overhead.** At saturation the scheduler coalesces due occurrences (default
-  `CATCH_UP_ONCE`) and skips those that arrive while the previous run is still active
-  (`FORBID`), so "runs/s" counts task executions. APScheduler is given 10 µs. It accepts 1 µs
-  but then stalls, because its catch-up iterates every missed run time.
+  instant, then yields (`sleep(0)`) for the remaining fraction. A wait longer than 20 ms first
+  ends 4 ms early and is finished by a second, short timer wait. After a long idle stretch this
+  VM wakes a process about 1 ms late (compare the floor loop at 1 s with 100 ms). The wait
+  never ends early, also on uvloop, whose timers fire before their deadline (see the floor
+  loop's early count there). The wait itself ends within a few µs of the instant. What remains
+  of the scheduler's lateness, about 0.15 ms, is the run loop's path from the end of the wait to
+  the task's first line, through three event-loop turns, in `_runner.py` and `_execution.py`.
+* **CPU cost of precision.** The yield loop burns CPU time equal to the fraction of a
+  millisecond it waits, 0.5–0.9 ms per occurrence. At a 1 s period that is far below 1 % of a
+  core. At 10 ms it is about 8–9 % of a core, where APScheduler pays 3–4 % and the floor loop 1–2 %.
+  A thread-based fine wait (`time.sleep` in a worker thread) was tried and rejected. On this VM
+  one hand-off cost 150–240 µs of CPU and woke 0.2–1.2 ms late.
+* **Overhead.** The scheduler runs with `REPLAY_ALL` over a 1 µs interval, so every occurrence
+  becomes its own run, back to back. With the defaults (`CATCH_UP_ONCE` + `FORBID`), a 1 µs
+  interval can keep the run loop busy without ever yielding to the event loop: each pass finds
+  a new due occurrence, skips it for overlap and goes round again, and the in-memory save never
+  suspends. APScheduler gets 10 µs. It accepts 1 µs but then stalls, because its catch-up
+  iterates every missed run time. What limits the scheduler's CPU per run is its structure, not
+  arithmetic: three event-loop turns per run (decide, then the run task, then the wake-up on
+  completion), two immutable `JobState` copies per run, a `RunRecord` and an `Execution` object.
+  The floor loop has one task and one timer.
 * **Valkey.** Runs are strictly sequential (REPLAY_ALL over a 1 µs interval), so "added" is the
   whole cost per run. The store saves twice per run (consume before dispatch, outcome after).
   The guard makes two scripted calls per run (acquire, release), each heavier than a SET. The
-  scheduler awaits them one after another, so store + guard cost about 4 calls per run.
+  scheduler awaits all four one after another. Reaching 2 round trips needs fewer calls: fold
+  the outcome save into the next consume save, or into the release script. Running acquire and
+  consume-save concurrently would also get there.
 * **Downtime.** `decide()` jumps and counts (no enumeration), so time and memory do not depend
   on how many occurrences were missed. Compare the 1-day and 365-day peaks.
 * **Footprint.** `import scheduler` is lazy, so it is cheap. The first use of the core API
   imports pydantic and builds the JobState model, which makes it several times slower than
-  `import asyncio`. The CLI pays the same cost, plus argparse and logging.
+  `import asyncio`. The CLI pays the same cost, plus argparse and logging. RSS grows only while
+  the first runs load modules, and is flat afterwards.
 """
 
 
