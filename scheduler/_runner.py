@@ -371,6 +371,8 @@ class _Session:
     def report_drop(self, drop: Drop, trigger_count: int) -> None:
         self.skipped[drop.reason] = self.skipped.get(drop.reason, 0) + drop.count
         self.last_skip = drop.reason
+        if not self.fanout:  # at saturation every decision drops something: stay cheap
+            return
         at = self.clock.now()
         if drop.count == 1:
             self.emit(
@@ -398,6 +400,8 @@ class _Session:
     def skip(self, trigger: Trigger, reason: RunSkipReason) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
         self.last_skip = reason
+        if not self.fanout:
+            return
         self.emit(
             RunSkipped(
                 job_id=self.job.job_id,
