@@ -312,6 +312,9 @@ class _Session:
                 decision = decide(p, self.state.next_run_at, self.state.trigger_count, now)
                 if decision is not None:
                     await self.apply(decision)
+                    # With a fast store nothing above suspends; at sub-millisecond intervals the
+                    # next occurrence is already due, so yield or the runs we start never run.
+                    await asyncio.sleep(0)
                     continue
             if self.state.next_run_at is None and not self.active and self.queued is None and not self.manual:
                 return await self.finish()

@@ -204,3 +204,19 @@ async def test_concurrent_run_is_rejected(clock: FakeClock) -> None:
     await scheduler.run(Job("one", Interval(1), task, max_runs=1))
     again = await scheduler.run(Job("two", Interval(1), lambda ctx: None, max_runs=1))
     assert len(again.history) == 1
+
+
+async def test_sub_millisecond_interval_does_not_starve_the_loop() -> None:
+    """At a 1 µs interval with the default policies the loop keeps yielding: runs happen and it stops."""
+    ran = 0
+
+    async def task(ctx: TaskContext) -> None:
+        nonlocal ran
+        ran += 1
+
+    report = await asyncio.wait_for(
+        Scheduler().run(Job("fast", Interval(timedelta(microseconds=1)), task, max_runs=2000)), 20
+    )
+    assert report.state.trigger_count == 2000
+    assert ran >= 1
+    assert ran + sum(report.skipped.values()) == 2000  # every consumed occurrence ran or was skipped
