@@ -113,9 +113,13 @@ async def measure(repeats: int) -> dict[str, Any]:
                 "decide_us": statistics.median(times) * 1e6,
                 "full_start_ms": statistics.median(starts) * 1e3,
                 "consumed": decision.consumed,
-                "peak_bytes_1d": _peak_bytes(lambda s=schedule, p=policy: _decide_once(s, p, 1)),
-                "peak_bytes_365d": _peak_bytes(lambda s=schedule, p=policy: _decide_once(s, p, 365)),
-                "start_peak_bytes_1d": await _start_peak_bytes(schedule, policy, 1),
-                "start_peak_bytes_365d": await _start_peak_bytes(schedule, policy, 365),
+                # Smallest of 3: a single tracemalloc peak can include one-off cache fills
+                # (whichever measurement runs first pays them), which is not per-occurrence cost.
+                "peak_bytes_1d": min(_peak_bytes(lambda s=schedule, p=policy: _decide_once(s, p, 1)) for _ in range(3)),
+                "peak_bytes_365d": min(
+                    _peak_bytes(lambda s=schedule, p=policy: _decide_once(s, p, 365)) for _ in range(3)
+                ),
+                "start_peak_bytes_1d": min([await _start_peak_bytes(schedule, policy, 1) for _ in range(3)]),
+                "start_peak_bytes_365d": min([await _start_peak_bytes(schedule, policy, 365) for _ in range(3)]),
             }
     return out

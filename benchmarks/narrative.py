@@ -60,13 +60,17 @@ NOTES = """
   completion), two immutable `JobState` copies per run, a `RunRecord` and an `Execution` object.
   The floor loop has one task and one timer.
 * **Valkey.** Runs are strictly sequential (REPLAY_ALL over a 1 µs interval), so "added" is the
-  whole cost per run. The store saves twice per run (consume before dispatch, outcome after).
-  The guard makes two scripted calls per run (acquire, release), each heavier than a SET. The
-  scheduler awaits all four one after another. Reaching 2 round trips needs fewer calls: fold
-  the outcome save into the next consume save, or into the release script. Running acquire and
-  consume-save concurrently would also get there.
+  whole cost per run. A run makes four calls: consume-save and acquire (sent concurrently),
+  then release and outcome-save (sent concurrently). Overlapping hides network waits but not
+  the client-side cost of each redis-py call, which is most of a SET round trip here (compare
+  the SET figure with the ~50 µs of `redis-benchmark` in the research notes), and each guard
+  script runs five or six server commands. Reaching 2 round trips needs fewer calls: one
+  script that saves and acquires and one that releases and saves, when the store and the
+  guard share a server (impossible across Valkey Cluster slots, so it would be an option).
 * **Downtime.** `decide()` jumps and counts (no enumeration), so time and memory do not depend
-  on how many occurrences were missed. Compare the 1-day and 365-day peaks.
+  on how many occurrences were missed. Compare the 1-day and 365-day peaks; each is the
+  smallest of three tracemalloc peaks, because whichever measurement runs first in a process
+  also pays one-off cache fills (about 2 KB), which once made the 365-day peak look 19 % larger.
 * **Footprint.** `import scheduler` is lazy, so it is cheap. The first use of the core API
   imports pydantic and builds the JobState model, which makes it several times slower than
   `import asyncio`. The CLI pays the same cost, plus argparse and logging. RSS grows only while
