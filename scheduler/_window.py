@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, time, tzinfo
 from enum import IntEnum
 from zoneinfo import ZoneInfo
@@ -84,7 +84,7 @@ class JobTimeWindow:
     """
 
     timezone: ZoneInfo | None = None
-    weekdays: frozenset[Weekday] = field(default_factory=frozenset)
+    weekdays: tuple[Weekday, ...] = ()
     segments: tuple[TimeWindowSegment, ...] = ()
 
     def __init__(
@@ -96,7 +96,7 @@ class JobTimeWindow:
         zone = None if timezone is None else to_zone(timezone, "time window timezone")
         if isinstance(weekdays, str):
             weekdays = [weekdays]
-        days = frozenset(Weekday.parse(d) for d in weekdays)
+        days = tuple(sorted({Weekday.parse(d) for d in weekdays}))
         segs = tuple(s if isinstance(s, TimeWindowSegment) else TimeWindowSegment(*s) for s in segments)
         object.__setattr__(self, "timezone", zone)
         object.__setattr__(self, "weekdays", days)

@@ -70,7 +70,7 @@ def test_format_duration_examples() -> None:
 
 def test_parse_window_weekdays_and_segments() -> None:
     window = parse_window("Mon-Fri 09:00-12:00,13:00-18:00")
-    assert window.weekdays == frozenset(Weekday(i) for i in range(5))
+    assert window.weekdays == tuple(Weekday(i) for i in range(5))
     assert [(s.start, s.end) for s in window.segments] == [(time(9), time(12)), (time(13), time(18))]
     assert window.timezone is None
     monday_10 = datetime(2025, 6, 2, 10, 0, tzinfo=UTC)
@@ -81,10 +81,10 @@ def test_parse_window_weekdays_and_segments() -> None:
 
 def test_parse_window_forms() -> None:
     assert parse_window("Sat,Sun").segments == ()
-    assert parse_window("Sat,Sun").weekdays == {Weekday.SAT, Weekday.SUN}
-    assert parse_window("09:00-17:00").weekdays == frozenset()
-    assert parse_window("Fri-Mon").weekdays == {Weekday.FRI, Weekday.SAT, Weekday.SUN, Weekday.MON}
-    assert parse_window("monday,wednesday").weekdays == {Weekday.MON, Weekday.WED}
+    assert parse_window("Sat,Sun").weekdays == (Weekday.SAT, Weekday.SUN)
+    assert parse_window("09:00-17:00").weekdays == ()
+    assert parse_window("Fri-Mon").weekdays == (Weekday.MON, Weekday.FRI, Weekday.SAT, Weekday.SUN)
+    assert parse_window("monday,wednesday").weekdays == (Weekday.MON, Weekday.WED)
     night = parse_window("22:00-02:00")
     assert night.segments[0].crosses_midnight
     zoned = parse_window("Mon-Fri 09:00-17:00 Europe/Paris")

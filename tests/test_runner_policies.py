@@ -150,7 +150,7 @@ def test_midnight_crossing_segment_belongs_to_previous_weekday() -> None:
 
 def test_weekday_names_and_empty_window() -> None:
     """Weekdays accept names in any case; an empty window admits everything."""
-    assert JobTimeWindow(weekdays=["Mon", "tuesday", 6]).weekdays == {Weekday.MON, Weekday.TUE, Weekday.SUN}
+    assert JobTimeWindow(weekdays=["Mon", "tuesday", 6]).weekdays == (Weekday.MON, Weekday.TUE, Weekday.SUN)
     assert JobTimeWindow().matches(T0)
     assert JobTimeWindow(weekdays=["wed"]).matches(T0)  # 2025-01-01 is a Wednesday
     assert not JobTimeWindow(weekdays=["thu"]).matches(T0)
