@@ -19,6 +19,8 @@ class SchedulerConfig:
     ``timezone`` (name or ZoneInfo) is used by crons and windows that have no zone of their
     own. ``misfire_grace``: how late an occurrence may start and still count as on time.
     ``catch_up_window``: due occurrences older than this are dropped whatever the policy.
+    ``call_timeout``: how long one store or guard call may take before the loop treats it
+    as a connection failure (None: half the schedule's period, between 50 ms and 5 s).
     """
 
     timezone: ZoneInfo = ZoneInfo("UTC")
@@ -29,6 +31,7 @@ class SchedulerConfig:
     lease_lost_policy: LeaseLostPolicy = LeaseLostPolicy.SHUTDOWN
     guard_error_policy: GuardErrorPolicy = GuardErrorPolicy.FAIL
     resume_interrupted: bool = False
+    call_timeout: timedelta | None = None
 
     def __init__(
         self,
@@ -40,6 +43,7 @@ class SchedulerConfig:
         lease_lost_policy: LeaseLostPolicy | str = LeaseLostPolicy.SHUTDOWN,
         guard_error_policy: GuardErrorPolicy | str = GuardErrorPolicy.FAIL,
         resume_interrupted: bool = False,
+        call_timeout: timedelta | float | None = None,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "timezone", to_zone(timezone))
@@ -58,3 +62,7 @@ class SchedulerConfig:
         set_(self, "lease_lost_policy", _enum(LeaseLostPolicy, lease_lost_policy, "lease_lost_policy"))
         set_(self, "guard_error_policy", _enum(GuardErrorPolicy, guard_error_policy, "guard_error_policy"))
         set_(self, "resume_interrupted", bool(resume_interrupted))
+        budget = None if call_timeout is None else to_timedelta(call_timeout, "call_timeout")
+        if budget is not None and budget <= timedelta(0):
+            raise InvalidJobError(InvalidJobKind.OTHER, f"call_timeout must be > 0, got {budget}")
+        set_(self, "call_timeout", budget)

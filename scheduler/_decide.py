@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import Enum
 from zoneinfo import ZoneInfo
 
 from ._enums import MissedRunPolicy, OverlapPolicy, RunSkipReason
@@ -146,14 +147,16 @@ def consume_all_due(p: Policies, next_run_at: datetime | None, trigger_count: in
     return Decision(count, None, False, (Drop(RunSkipReason.PAUSED, count, next_run_at, last),), following)
 
 
-class OverlapAction:
+class OverlapAction(Enum):
+    """What the overlap policy makes of a trigger."""
+
     START = "start"
     SKIP = "skip"
     QUEUE = "queue"
     REPLACE = "replace"
 
 
-def on_overlap(policy: OverlapPolicy, active: int, queued: bool) -> str:
+def on_overlap(policy: OverlapPolicy, active: int, queued: bool) -> OverlapAction:
     """What to do with a trigger, given how many runs are active and whether one is queued."""
     if active == 0 or policy is OverlapPolicy.ALLOW_PARALLEL:
         return OverlapAction.START

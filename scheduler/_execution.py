@@ -62,12 +62,11 @@ class Execution:
     guard: ExecutionGuard
     clock: Clock
     context_zone: ZoneInfo
-    emit: Callable[[SchedulerEvent], None]
-    observed: bool
+    #: None when nobody listens: the hot path then builds no events at all.
+    emit: Callable[[SchedulerEvent], None] | None
     on_lease_lost: Callable[[Execution], None]
     stopping: asyncio.Event
     rng: random.Random
-    guarded: bool
     renewals: int = 0
     failed_renewals: int = 0
     task: asyncio.Task[Outcome] | None = field(default=None, repr=False)
@@ -94,7 +93,7 @@ class Execution:
             if renewer is not None:
                 renewer.cancel()
                 await asyncio.gather(renewer, return_exceptions=True)
-            if self.lease is not None and self.guarded:
+            if self.lease is not None:
                 # A task of its own: the loop overlaps it with the completion save, and it
                 # finishes even if whoever awaits it is cancelled.
                 self.release_task = asyncio.get_running_loop().create_task(self._release())
@@ -102,7 +101,7 @@ class Execution:
 
     def cancelled_before_start(self) -> Outcome:
         """The outcome of a run task that was cancelled before its first step."""
-        if self.lease is not None and self.guarded and self.release_task is None:
+        if self.lease is not None and self.release_task is None:
             self.release_task = asyncio.get_running_loop().create_task(self._release())
         return Outcome(self._record(self.clock.now(), RunStatus.CANCELLED, "cancelled before start", 0))
 
@@ -122,7 +121,7 @@ class Execution:
 
     async def _attempt(self, attempt: int) -> tuple[RunStatus, str | None]:
         t, job = self.trigger, self.job
-        if self.observed:  # hot path: build the event only when someone listens
+        if self.emit is not None:  # hot path: build the event only when someone listens
             self.emit(
                 RunStarted(
                     job_id=job.job_id,
@@ -166,7 +165,7 @@ class Execution:
         """Wait before the next attempt; False when shutdown interrupted the wait."""
         assert self.job.retry is not None
         delay = self.job.retry.backoff(attempt, self.rng)
-        self.emit(
+        self._event(
             RunRetrying(
                 job_id=self.job.job_id,
                 at=self.clock.now(),
@@ -194,7 +193,7 @@ class Execution:
         }
 
     def _start_renewal(self) -> asyncio.Task[None] | None:
-        if self.lease is None or not self.guarded:
+        if self.lease is None:
             return None
         interval = self.guard.renew_interval(self.lease)
         if interval is None:
@@ -214,7 +213,7 @@ class Execution:
             except Exception as exc:
                 self.failed_renewals += 1
                 error = _describe(exc)
-                self.emit(
+                self._event(
                     ExecutionGuardRenewFailed(
                         **self._guard_fields(), failed_renewal_count=self.failed_renewals, error=error
                     )
@@ -230,10 +229,10 @@ class Execution:
             delay = interval
             if ttl is not None:
                 expires = self.clock.now() + ttl
-            self.emit(ExecutionGuardRenewed(**self._guard_fields(), renewal_count=self.renewals))
+            self._event(ExecutionGuardRenewed(**self._guard_fields(), renewal_count=self.renewals))
 
     def _lost(self, error: str) -> None:
-        self.emit(
+        self._event(
             ExecutionGuardLost(
                 **self._guard_fields(),
                 renewal_count=self.renewals,
@@ -243,15 +242,22 @@ class Execution:
         )
         self.on_lease_lost(self)
 
+    def _event(self, event: SchedulerEvent) -> None:
+        if self.emit is not None:
+            self.emit(event)
+
     async def _release(self) -> None:
-        if self.lease is None or not self.guarded:
+        if self.lease is None:
             return
         try:
-            await self.guard.release(self.lease)
+            released = await self.guard.release(self.lease)
         except Exception as exc:
-            self.emit(ExecutionGuardReleaseFailed(**self._guard_fields(), error=_describe(exc)))
+            self._event(ExecutionGuardReleaseFailed(**self._guard_fields(), error=_describe(exc)))
             return
-        self.emit(ExecutionGuardReleased(**self._guard_fields(), renewal_count=self.renewals))
+        if released is False:  # the lease expired or was taken over while we ran
+            self._event(ExecutionGuardReleaseFailed(**self._guard_fields(), error="lease already gone"))
+            return
+        self._event(ExecutionGuardReleased(**self._guard_fields(), renewal_count=self.renewals))
 
 
 def _describe(exc: BaseException) -> str:

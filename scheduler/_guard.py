@@ -49,7 +49,9 @@ class ExecutionGuard(Protocol):
       the resource.
     * ``renew(lease)`` extends it and returns True, or returns False when it is no longer
       held by this lease's token (lost).
-    * ``release(lease)`` gives it up and never removes a lease held by another token.
+    * ``release(lease)`` gives it up and never removes a lease held by another token; it
+      returns True when it released the lease, False when the lease was already gone (expired
+      or taken over), None when it cannot tell.
     * ``renew_interval(lease)`` says how often to renew (None: never).
     * Failures raise ``ExecutionGuardError`` (CONNECTION, DATA or UNKNOWN).
     """
@@ -58,7 +60,7 @@ class ExecutionGuard(Protocol):
 
     async def renew(self, lease: ExecutionLease) -> bool: ...
 
-    async def release(self, lease: ExecutionLease) -> None: ...
+    async def release(self, lease: ExecutionLease) -> bool | None: ...
 
     def renew_interval(self, lease: ExecutionLease) -> timedelta | None: ...
 
@@ -80,8 +82,8 @@ class NoopExecutionGuard:
     async def renew(self, lease: ExecutionLease) -> bool:
         return True
 
-    async def release(self, lease: ExecutionLease) -> None:
-        return None
+    async def release(self, lease: ExecutionLease) -> bool | None:
+        return True
 
     def renew_interval(self, lease: ExecutionLease) -> timedelta | None:
         return None

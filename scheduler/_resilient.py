@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from ._clock import Clock, SystemClock
 from ._errors import StoreError, StoreErrorKind, StoreOperation
 from ._state import JobState
-from ._store import StateStore
+from ._store import StateStore, StoreAttachment
 from ._time import to_timedelta
 from .events import SchedulerEvent, StoreDegraded, StoreRecovered
 
@@ -50,15 +50,16 @@ class ResilientStateStore:
         """True while calls are served from the in-process mirror."""
         return self._degraded
 
-    def attach(self, sink: EventSink, clock: Clock | None = None) -> Callable[[], None]:
-        """Send StoreDegraded/StoreRecovered to ``sink``; returns a detach function.
+    def attach(self, attachment: StoreAttachment) -> Callable[[], None]:
+        """Send StoreDegraded/StoreRecovered to the scheduler's sink; returns a detach function.
 
-        The scheduler attaches itself for the duration of ``run``. ``clock`` is used for
+        The scheduler attaches itself for the duration of ``run``. Its clock is used for
         probe timing unless the store was built with one.
         """
+        sink = attachment.events
         self._sinks.append(sink)
-        if self._clock is None and clock is not None:
-            self._clock = clock
+        if self._clock is None:
+            self._clock = attachment.clock
 
         def detach() -> None:
             if sink in self._sinks:

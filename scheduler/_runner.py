@@ -1,22 +1,28 @@
 """Scheduler: the asyncio run loop around the pure decisions of ``_decide``.
 
-One loop task owns the state: it decides, saves before dispatch, starts runs as tasks, and
-applies their outcomes. Run tasks and control commands only wake it up.
+One loop owns the session's data (``_session.Session``): it decides, saves before dispatch,
+starts runs as tasks and applies their outcomes. Run tasks and control commands only wake it.
+Its collaborators take explicit inputs and return what happened: ``Persistence`` (store calls
+with deadlines and conditional saves), ``LeaseBroker`` (the guard), ``Execution`` (one run)
+and ``load_state``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections import deque
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
 
 from ._clock import Clock, SystemClock
 from ._config import SchedulerConfig
-from ._decide import Decision, Policies, consume_all_due, decide
-from ._dispatch import Dispatcher
+from ._decide import Decision, Drop, OverlapAction, Policies, consume_all_due, decide, on_overlap
 from ._enums import (
+    LeaseLostPolicy,
     MissedRunPolicy,
     OverlapPolicy,
     RunSkipReason,
@@ -25,21 +31,37 @@ from ._enums import (
     TriggerSource,
 )
 from ._execution import Execution, Outcome, Trigger
-from ._guard import ExecutionGuard, NoopExecutionGuard
+from ._guard import ExecutionGuard, ExecutionLease, NoopExecutionGuard
 from ._handle import Command, CommandKind, SchedulerHandle
 from ._job import Job
-from ._loading import load_state
+from ._leasing import LeaseBroker
+from ._loading import load_state, new_state
 from ._observers import Fanout, ObserverLike
-from ._state import JobState, RunRecord, SchedulerReport
-from ._store import InMemoryStateStore, StateStore
+from ._persist import Persistence
+from ._schedules import Interval
+from ._session import Session
+from ._state import InFlight, JobState, SchedulerReport
+from ._store import AttachableStore, InMemoryStateStore, StateStore, StoreAttachment
 from .events import (
+    RunCompleted,
+    RunSkipped,
+    RunsMissed,
+    SchedulerEvent,
     SchedulerPaused,
     SchedulerResumed,
     SchedulerStopped,
+    StateConflict,
     TerminalStateDeleted,
+    TriggerEmitted,
 )
 
 __all__ = ["Scheduler", "SchedulerHandle"]
+
+_log = logging.getLogger("scheduler")
+
+#: Bounds of the default per-call budget (half the schedule's period, clamped).
+MIN_CALL_TIMEOUT = timedelta(milliseconds=50)
+MAX_CALL_TIMEOUT = timedelta(seconds=5)
 
 
 class Scheduler:
@@ -78,7 +100,7 @@ class Scheduler:
             raise RuntimeError("this Scheduler is already running a job; use another Scheduler")
         self._running = True
         try:
-            return await _Session(self, job).run()
+            return await _Loop(self, job).run()
         finally:
             self._running = False
 
@@ -87,14 +109,77 @@ class Scheduler:
         return asyncio.run(self.run(job))
 
 
-class _Session(Dispatcher):
-    """The state of one ``Scheduler.run`` call."""
+def call_budget(config: SchedulerConfig, job: Job, now: datetime) -> timedelta:
+    """How long one store or guard call may take before the loop gives up on it.
+
+    Half the schedule's period (so a hung call costs at most about one occurrence), kept
+    between 50 ms and 5 s, unless the configuration sets it.
+    """
+    if config.call_timeout is not None:
+        return config.call_timeout
+    schedule, zone = job.schedule, config.timezone
+    if isinstance(schedule, Interval):
+        period = schedule.every
+    else:
+        first = schedule.first(now, zone)
+        following = None if first is None else schedule.next_after(first, zone)
+        period = MAX_CALL_TIMEOUT * 2 if first is None or following is None else following - first
+    return min(max(period / 2, MIN_CALL_TIMEOUT), MAX_CALL_TIMEOUT)
+
+
+# -- what one step of the loop asks for ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Sleep until ``deadline`` (None: until woken) or until something wakes the loop."""
+
+    deadline: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    reason: SchedulerStopReason
+
+
+@dataclass(frozen=True, slots=True)
+class Continue:
+    """Decide again at once."""
+
+
+CONTINUE = Continue()
+
+
+class Dispatched(Enum):
+    """What became of a trigger handed to ``_Loop.dispatch``."""
+
+    STARTED = "started"
+    QUEUED = "queued"
+    SKIPPED = "skipped"
+
+
+class _Loop:
+    """One ``Scheduler.run`` call: the only owner of its ``Session``."""
+
+    # -- wiring (fixed for the whole run) ------------------------------------------------
 
     def __init__(self, owner: Scheduler, job: Job) -> None:
         self.owner, self.job = owner, job
-        self.config, self.store, self.guard, self.clock = owner.config, owner.store, owner.guard, owner.clock
+        self.config, self.clock, self.guard = owner.config, owner.clock, owner.guard
         self.fanout = owner._fanout
-        self.guarded = not isinstance(self.guard, NoopExecutionGuard)
+        #: None when nobody listens: hot paths then build no events.
+        self.emit_or_none: Callable[[SchedulerEvent], None] | None = self.fanout.on_event if self.fanout else None
+        self.call_timeout = call_budget(self.config, job, self.clock.now())
+        store = owner.store
+        # A store that degrades on its own answers within the budget; others get the
+        # documented 5 s, since for them a timeout is fatal.
+        outer = self.call_timeout if isinstance(store, AttachableStore) else max(self.call_timeout, MAX_CALL_TIMEOUT)
+        self.persistence = Persistence(store, job.job_id, outer)
+        self.broker: LeaseBroker | None = None
+        if not isinstance(self.guard, NoopExecutionGuard):  # the no-op guard needs no call at all
+            self.broker = LeaseBroker(
+                job, self.guard, self.config.guard_error_policy, self.clock, self.emit, self.call_timeout
+            )
         self.policies = Policies(
             schedule=job.schedule,
             zone=self.config.timezone,
@@ -103,25 +188,27 @@ class _Session(Dispatcher):
             catch_up_window=self.config.catch_up_window,
             max_runs=job.max_runs,
         )
-        self.state = JobState(job_id=job.job_id)
-        self.active: dict[asyncio.Task[Outcome], Execution] = {}
-        self.queued: Trigger | None = None
-        self.resume_first: Trigger | None = None
-        self.history: deque[RunRecord] = deque(maxlen=self.config.history_limit)
-        self.skipped: dict[RunSkipReason, int] = {}
-        self.last_skip: RunSkipReason | None = None
-        self.paused = False
-        self.manual = 0
-        self.cancel_requested = False
-        self.stop_reason: SchedulerStopReason | None = None
-        self.grace_deadline: datetime | None = None
-        self.stopping = asyncio.Event()
+        self.replay_waits = (
+            job.missed_run_policy is MissedRunPolicy.REPLAY_ALL
+            and job.overlap_policy is not OverlapPolicy.ALLOW_PARALLEL
+        )
+        self.s = Session(state=JobState(job_id=job.job_id), history=deque(maxlen=self.config.history_limit))
+        self.stopping = asyncio.Event()  # set once: runs stop retrying
         self.releases: set[asyncio.Task[None]] = set()
         self.rng = random.Random()
         self._woken = False
         self._wakeup: asyncio.Future[None] | None = None
 
-    # -- plumbing ---------------------------------------------------------------------
+    def emit(self, event: SchedulerEvent) -> None:
+        if self.fanout:
+            self.fanout.on_event(event)
+
+    # -- waking and control ----------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._woken = True
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
 
     async def wait(self, deadline: datetime | None) -> None:
         """Sleep until ``deadline`` on the clock, or until something wakes the loop."""
@@ -145,36 +232,73 @@ class _Session(Dispatcher):
         self._woken = False
 
     def on_command(self, command: Command) -> None:
-        if self.stop_reason is not None and command.kind is not CommandKind.CANCEL:
+        s = self.s
+        if s.stop_reason is not None and command.kind is not CommandKind.CANCEL:
             return
         kind = command.kind
         if kind is CommandKind.CANCEL:
-            self.cancel_requested = True
+            s.cancel_requested = True
         elif kind is CommandKind.SHUTDOWN:
             grace_deadline = None if command.grace is None else self.clock.now() + command.grace
-            self._begin_stop(SchedulerStopReason.SHUTDOWN, grace_deadline)
-        elif kind is CommandKind.PAUSE and not self.paused:
-            self.paused = True
+            self.begin_stop(SchedulerStopReason.SHUTDOWN, grace_deadline)
+        elif kind is CommandKind.PAUSE and not s.paused:
+            s.paused = True
             self.emit(SchedulerPaused(job_id=self.job.job_id, at=self.clock.now()))
-        elif kind is CommandKind.RESUME and self.paused:
-            self.paused = False
+        elif kind is CommandKind.RESUME and s.paused:
+            s.paused = False
             self.emit(SchedulerResumed(job_id=self.job.job_id, at=self.clock.now()))
         elif kind is CommandKind.TRIGGER_NOW:
-            self.manual += 1
+            s.manual += 1
         self.wake()
 
-    # -- lifecycle --------------------------------------------------------------------
+    def begin_stop(self, reason: SchedulerStopReason, grace_deadline: datetime | None) -> None:
+        s = self.s
+        if s.stop_reason is None:
+            s.stop_reason = reason
+            s.grace_deadline = grace_deadline
+            self.stopping.set()
+
+    def on_lease_lost(self, execution: Execution) -> None:
+        policy = self.config.lease_lost_policy
+        if policy is LeaseLostPolicy.SHUTDOWN:
+            self.begin_stop(SchedulerStopReason.LEASE_LOST, None)
+            self.wake()
+        elif policy is LeaseLostPolicy.CANCEL_RUN and execution.task is not None:
+            execution.task.cancel()
+
+    # -- lifecycle ---------------------------------------------------------------------------
 
     async def run(self) -> SchedulerReport:
         handle = self.owner._handle
         for command in handle._bind(asyncio.get_running_loop(), self.on_command):
             self.on_command(command)
-        attach = getattr(self.store, "attach", None)
-        detach = attach(self.emit, self.clock) if callable(attach) else None
+        store = self.persistence.store
+        detach = None
+        if isinstance(store, AttachableStore):
+            detach = store.attach(StoreAttachment(events=self.emit, clock=self.clock, call_timeout=self.call_timeout))
+        if not self.persistence.conditional:
+            _log.warning(
+                "state store %r cannot save conditionally: replicas sharing it may consume an occurrence twice",
+                store,
+            )
         try:
             try:
-                self.state, self.resume_first = await load_state(self)
-                reason = await self.loop()
+                loaded = await load_state(
+                    self.persistence,
+                    self.job,
+                    self.config.timezone,
+                    self.clock.now(),
+                    self.emit,
+                    resume_interrupted=self.config.resume_interrupted,
+                )
+                self.s.state, self.s.resume_first = loaded.state, loaded.resume
+                while True:
+                    step = await self.step()
+                    if isinstance(step, Stop):
+                        reason = step.reason
+                        break
+                    if isinstance(step, Wait):
+                        await self.wait(step.deadline)
             except asyncio.CancelledError:
                 await self.abort(SchedulerStopReason.CANCELLED)
                 raise
@@ -183,145 +307,367 @@ class _Session(Dispatcher):
                 raise
         finally:
             handle._unbind()
-            if callable(detach):
+            if detach is not None:
                 detach()
             if self.releases:  # leases of runs that ended while the loop was failing
                 await asyncio.shield(asyncio.gather(*self.releases, return_exceptions=True))
-        self.emit(
-            SchedulerStopped(
-                job_id=self.job.job_id, at=self.clock.now(), reason=reason, trigger_count=self.state.trigger_count
-            )
-        )
+        self.emit_stopped(reason)
         return self.report(reason)
 
+    def emit_stopped(self, reason: SchedulerStopReason) -> None:
+        self.emit(
+            SchedulerStopped(
+                job_id=self.job.job_id, at=self.clock.now(), reason=reason, trigger_count=self.s.state.trigger_count
+            )
+        )
+
     def report(self, reason: SchedulerStopReason) -> SchedulerReport:
+        s = self.s
         return SchedulerReport(
             job_id=self.job.job_id,
-            state=self.state,
-            history=tuple(self.history),
-            last_skip_reason=self.last_skip,
+            state=s.state,
+            history=tuple(s.history),
+            last_skip_reason=s.last_skip,
             stop_reason=reason,
-            skipped=dict(self.skipped),
+            skipped=dict(s.skipped),
         )
 
     async def abort(self, reason: SchedulerStopReason) -> None:
         """Fatal error or outer cancellation: cancel runs, release leases (best effort), report."""
-        self._begin_stop(reason, None)  # so completing runs cannot start the queued trigger
+        self.begin_stop(reason, None)
         self.drop_queued()
         await self.cancel_active()
-        self.emit(
-            SchedulerStopped(
-                job_id=self.job.job_id, at=self.clock.now(), reason=reason, trigger_count=self.state.trigger_count
-            )
-        )
+        self.emit_stopped(reason)
 
     async def cancel_active(self) -> None:
-        tasks = list(self.active)
+        tasks = list(self.s.active)
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
         for task in tasks:
-            if task in self.active:
+            if task in self.s.active:
                 try:
                     await self.complete(task)
                 except Exception:  # saving the cancellation is best effort while aborting
-                    self.active.pop(task, None)
+                    self.s.active.pop(task, None)
 
-    # -- the loop ---------------------------------------------------------------------
+    # -- the state machine -------------------------------------------------------------------
 
-    async def loop(self) -> SchedulerStopReason:
-        p = self.policies
-        blocks_replay = (
-            p.missed is MissedRunPolicy.REPLAY_ALL and self.job.overlap_policy is not OverlapPolicy.ALLOW_PARALLEL
-        )
-        while True:
-            for task in [t for t in self.active if t.done()]:
-                await self.complete(task)
-            if self.cancel_requested:
-                self._begin_stop(SchedulerStopReason.CANCELLED, None)
-                self.drop_queued()
-                await self.cancel_active()
-                return SchedulerStopReason.CANCELLED
-            if self.stop_reason is not None:
-                self.drop_queued()
-                if not self.active:
-                    return self.stop_reason
-                if self.grace_deadline is not None and self.clock.now() >= self.grace_deadline:
-                    for task in self.active:
-                        task.cancel()
-                    await self.wait(None)  # woken when the cancelled runs complete
-                else:
-                    await self.wait(self.grace_deadline)
-                continue
-            now = self.clock.now()
-            if self.paused:
-                await self.apply(consume_all_due(p, self.state.next_run_at, self.state.trigger_count, now))
-            elif self.resume_first is not None:
-                trigger, self.resume_first = self.resume_first, None
-                await self.dispatch(trigger)
-                started = any(e.trigger is trigger for e in self.active.values()) or self.queued is trigger
-                if not started and self.state.in_flight is not None:
-                    await self.save(in_flight=None)  # skipped: the interrupted occurrence is settled
-                continue
-            elif self.queued is not None and not self.active:
-                await self.start_queued()  # held while paused; resume() lands here
-                continue
-            elif self.manual:
-                self.manual -= 1
-                await self.trigger_manually(now)
-                continue
-            elif not (blocks_replay and (self.active or self.queued)):
-                decision = decide(p, self.state.next_run_at, self.state.trigger_count, now)
-                if decision is not None:
-                    await self.apply(decision)
-                    # With a fast store nothing above suspends; at sub-millisecond intervals the
-                    # next occurrence is already due, so yield or the runs we start never run.
-                    await asyncio.sleep(0)
-                    continue
-            if self.state.next_run_at is None and not self.active and self.queued is None and not self.manual:
-                return await self.finish()
-            blocked = blocks_replay and bool(self.active)
-            await self.wait(None if blocked else self.state.next_run_at)
+    async def step(self) -> Wait | Stop | Continue:
+        """One turn of the loop. Branches are tried in this order; the first that applies acts:
 
-    async def trigger_manually(self, now: datetime) -> None:
-        """A trigger_now(): counted toward max_runs, through the overlap policy and the guard."""
-        max_runs, count = self.job.max_runs, self.state.trigger_count
-        if max_runs is not None and count >= max_runs:
-            return  # the job is finished: nothing more may run
-        exhausted = max_runs is not None and count + 1 >= max_runs
-        await self.save(trigger_count=count + 1, **({"next_run_at": None} if exhausted else {}))
-        await self.dispatch(Trigger(now, False, count + 1, TriggerSource.MANUAL))
+        1. settle runs that finished (always, first);
+        2. ``cancel()`` asked: cancel active runs and stop;
+        3. stopping (shutdown, lease lost): drop the queued trigger, wait for active runs
+           (cancelling them once the grace is over), then stop;
+        4. paused: consume what falls due as ``paused``; queued and manual triggers wait;
+        5. an interrupted occurrence to run again (``resume_interrupted``);
+        6. the queued trigger, once nothing is active;
+        7. a manual trigger;
+        8. the schedule's due occurrences (REPLAY_ALL waits while a run is active or queued);
+        9. nothing left to run, active or queued: terminal;
+        10. otherwise wait for the next occurrence (or for the active run, under REPLAY_ALL).
+        """
+        s = self.s
+        for task in [t for t in s.active if t.done()]:
+            await self.complete(task)
+        if s.cancel_requested:
+            self.begin_stop(SchedulerStopReason.CANCELLED, None)
+            self.drop_queued()
+            await self.cancel_active()
+            return Stop(SchedulerStopReason.CANCELLED)
+        if s.stop_reason is not None:
+            self.drop_queued()
+            if not s.active:
+                return Stop(s.stop_reason)
+            if s.grace_deadline is not None and self.clock.now() >= s.grace_deadline:
+                for task in s.active:
+                    task.cancel()
+                return Wait(None)  # woken when the cancelled runs complete
+            return Wait(s.grace_deadline)
+        now = self.clock.now()
+        if s.paused:
+            paused = consume_all_due(self.policies, s.state.next_run_at, s.state.trigger_count, now)
+            if paused is not None:
+                await self.consume(paused)
+                return CONTINUE
+        elif s.resume_first is not None:
+            trigger, s.resume_first = s.resume_first, None
+            if await self.dispatch(trigger) is Dispatched.SKIPPED and s.state.in_flight is not None:
+                await self.save_merged(lambda st: st.started(None), "complete")  # the occurrence is settled
+            return CONTINUE
+        elif s.queued is not None and not s.active:
+            trigger, s.queued = s.queued, None
+            if self.in_window():
+                await self.start(trigger)
+            else:
+                self.skip(trigger, RunSkipReason.OUTSIDE_TIME_WINDOW)
+            return CONTINUE
+        elif s.manual:
+            s.manual -= 1
+            await self.trigger_manually(now)
+            return CONTINUE
+        elif not (self.replay_waits and (s.active or s.queued)):
+            decision = decide(self.policies, s.state.next_run_at, s.state.trigger_count, now)
+            if decision is not None:
+                await self.consume(decision)
+                # With a fast store nothing above suspends; at sub-millisecond intervals the
+                # next occurrence is already due, so yield or the runs we start never run.
+                await asyncio.sleep(0)
+                return CONTINUE
+        if s.state.next_run_at is None and not s.active and s.queued is None and not s.manual:
+            return Stop(await self.finish())
+        return Wait(None if self.replay_waits and s.active else s.state.next_run_at)
 
     async def finish(self) -> SchedulerStopReason:
         if self.config.terminal_state_policy is TerminalStatePolicy.DELETE:
-            await self.store.delete(self.job.job_id)
+            await self.persistence.delete()
             self.emit(
                 TerminalStateDeleted(
-                    job_id=self.job.job_id, at=self.clock.now(), trigger_count=self.state.trigger_count
+                    job_id=self.job.job_id, at=self.clock.now(), trigger_count=self.s.state.trigger_count
                 )
             )
         return SchedulerStopReason.TERMINAL
 
-    async def apply(self, decision: Decision | None) -> None:
-        """Consume, save BEFORE dispatch (at-most-once), report drops, then dispatch the run."""
-        if decision is None:
+    # -- consuming occurrences ---------------------------------------------------------------
+
+    async def consume(self, decision: Decision) -> None:
+        """Consume and save BEFORE dispatch (at-most-once), report drops, dispatch the run.
+
+        The save is conditional: if another process saved since we last read, nothing was
+        consumed; we adopt its document and the next step decides again from it.
+        """
+        s = self.s
+        count = s.state.trigger_count + decision.consumed
+        committed = await self.persistence.commit(s.state.consumed(count, decision.next_run_at))
+        if committed is None:
+            await self.adopt_stored("consume")
             return
-        count = self.state.trigger_count + decision.consumed
-        self.state = self.state.evolve({"trigger_count": count, "next_run_at": decision.next_run_at})
-        if decision.run_at is not None and self.guarded:
-            # The save and the lease acquisition are independent round trips: overlap them.
-            # The run still starts only after both have succeeded (save-before-dispatch).
-            pending: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(self.store.save(self.state))
-        else:
-            pending = None
-            await self.store.save(self.state)
+        s.state = committed
         for drop in decision.drops:
             self.report_drop(drop, count)
-        try:
-            if decision.run_at is not None:
-                trigger = Trigger(decision.run_at, decision.catch_up, count, TriggerSource.SCHEDULED)
-                await self.dispatch(trigger, pending)
-        finally:
-            if pending is not None:
-                await pending  # re-raises a failed save; a no-op when start() already awaited it
+        if decision.run_at is not None:
+            await self.dispatch(Trigger(decision.run_at, decision.catch_up, count, TriggerSource.SCHEDULED))
+
+    async def trigger_manually(self, now: datetime) -> None:
+        """A trigger_now(): counted toward max_runs, through the overlap policy and the guard."""
+        s = self.s
+        max_runs, count = self.job.max_runs, s.state.trigger_count
+        if max_runs is not None and count >= max_runs:
+            return  # the job is finished: nothing more may run
+        exhausted = max_runs is not None and count + 1 >= max_runs
+        committed = await self.persistence.commit(
+            s.state.consumed(count + 1, None if exhausted else s.state.next_run_at)
+        )
+        if committed is None:
+            await self.adopt_stored("manual")
+            s.manual += 1  # still wanted: try again from the adopted state
+            return
+        s.state = committed
+        await self.dispatch(Trigger(now, False, count + 1, TriggerSource.MANUAL))
+
+    async def adopt_stored(self, during: str) -> None:
+        """Another process saved first: continue from the stored document (a new one if deleted)."""
+        s = self.s
+        stored = await self.persistence.load()
+        if stored is None:
+            # Deleted by an operator (``reset``) while we ran: start over rather than bring
+            # the old counters back.
+            stored = await self.persistence.create(new_state(self.job, self.config.timezone, self.clock.now()))
+            trigger_count: int | None = None
+        else:
+            trigger_count = stored.trigger_count
+        s.state = stored
+        self.emit(
+            StateConflict(
+                job_id=self.job.job_id,
+                at=self.clock.now(),
+                during=during,
+                trigger_count=trigger_count,
+                next_run_at=stored.next_run_at,
+            )
+        )
+
+    async def save_merged(self, change: Callable[[JobState], JobState], during: str) -> None:
+        """Save ``change`` applied to our state; on a conflict apply it to the fresher document.
+
+        Used for a run's outcome and its in-flight marker: they belong to an occurrence we
+        consumed, so they are merged into whatever another replica saved meanwhile (one retry).
+        """
+        s = self.s
+        committed = await self.persistence.commit(change(s.state))
+        if committed is None:
+            await self.adopt_stored(during)
+            committed = await self.persistence.commit(change(s.state))
+            if committed is None:
+                _log.warning(
+                    "job %s: %s save lost a race twice; the stored state keeps the other writer's",
+                    self.job.job_id,
+                    during,
+                )
+                return
+        s.state = committed
+
+    # -- one trigger: window, overlap, guard, start ------------------------------------------
+
+    async def dispatch(self, trigger: Trigger) -> Dispatched:
+        s = self.s
+        if self.emit_or_none is not None:  # hot path: build the event only when someone listens
+            self.emit_or_none(
+                TriggerEmitted(
+                    job_id=self.job.job_id,
+                    at=self.clock.now(),
+                    scheduled_at=trigger.scheduled_at,
+                    catch_up=trigger.catch_up,
+                    trigger_count=trigger.trigger_count,
+                    source=trigger.source,
+                )
+            )
+        if not self.in_window():
+            self.skip(trigger, RunSkipReason.OUTSIDE_TIME_WINDOW)
+            return Dispatched.SKIPPED
+        action = on_overlap(self.job.overlap_policy, len(s.active), s.queued is not None)
+        if action is OverlapAction.SKIP:
+            self.skip(trigger, RunSkipReason.OVERLAP)
+            return Dispatched.SKIPPED
+        if action is OverlapAction.QUEUE:
+            s.queued = trigger
+            return Dispatched.QUEUED
+        if action is OverlapAction.REPLACE:
+            # Settle the replaced runs first: their leases must be released before we acquire
+            # (a RESOURCE lease would otherwise make the replacement contend with itself).
+            replaced = list(s.active)
+            for task in replaced:
+                task.cancel()
+            await asyncio.wait(replaced)
+            for task in replaced:
+                await self.complete(task)
+        return await self.start(trigger)
+
+    def in_window(self) -> bool:
+        window = self.job.time_window
+        return window is None or window.matches(self.clock.now(), self.config.timezone)
+
+    async def start(self, trigger: Trigger) -> Dispatched:
+        lease: ExecutionLease | None = None
+        if self.broker is not None:
+            admission = await self.broker.admit(trigger)
+            if admission.skip is not None:
+                self.skip(trigger, admission.skip)
+                return Dispatched.SKIPPED
+            lease = admission.lease
+        if self.config.resume_interrupted:
+            flight = InFlight(occurrence=trigger.scheduled_at, started_at=self.clock.now(), attempt=1)
+            try:
+                await self.save_merged(lambda st: st.started(flight), "consume")
+            except BaseException:
+                if lease is not None and self.broker is not None:
+                    await asyncio.shield(self.broker.release_quietly(lease))
+                raise
+        execution = Execution(
+            job=self.job,
+            trigger=trigger,
+            lease=lease,
+            guard=self.guard,
+            clock=self.clock,
+            context_zone=self.config.timezone,
+            emit=self.emit_or_none,
+            on_lease_lost=self.on_lease_lost,
+            stopping=self.stopping,
+            rng=self.rng,
+        )
+        task = asyncio.get_running_loop().create_task(execution.run())
+        execution.task = task
+        task.add_done_callback(lambda _: self.wake())
+        self.s.active[task] = execution
+        return Dispatched.STARTED
+
+    async def complete(self, task: asyncio.Task[Outcome]) -> None:
+        """Apply a finished run: history, outcome saved (merged on a conflict), RunCompleted."""
+        s = self.s
+        execution = s.active.pop(task)
+        # A task cancelled before its first step never ran its own bookkeeping.
+        outcome = execution.cancelled_before_start() if task.cancelled() else task.result()
+        release = execution.release_task
+        if release is not None:
+            self.releases.add(release)
+            release.add_done_callback(self.releases.discard)
+        if outcome.fatal is not None:
+            raise outcome.fatal
+        record = outcome.record
+        s.history.append(record)
+        save = self.save_merged(lambda st: st.completed(record), "complete")
+        if release is None:
+            await save
+        else:  # release the lease and save the outcome concurrently (independent round trips)
+            await asyncio.gather(save, asyncio.shield(release))
+        if self.emit_or_none is not None:
+            self.emit_or_none(
+                RunCompleted(
+                    job_id=self.job.job_id,
+                    at=self.clock.now(),
+                    scheduled_at=record.scheduled_at,
+                    catch_up=record.catch_up,
+                    trigger_count=record.trigger_count,
+                    status=record.status,
+                    error=record.error,
+                    attempts=record.attempts,
+                    started_at=record.started_at,
+                )
+            )
+
+    # -- skips -------------------------------------------------------------------------------
+
+    def drop_queued(self) -> None:
+        s = self.s
+        if s.queued is not None:
+            self.skip(s.queued, RunSkipReason.SHUTDOWN)
+            s.queued = None
+
+    def count_skip(self, reason: RunSkipReason, count: int) -> None:
+        s = self.s
+        s.skipped[reason] = s.skipped.get(reason, 0) + count
+        s.last_skip = reason
+
+    def skip(self, trigger: Trigger, reason: RunSkipReason) -> None:
+        self.count_skip(reason, 1)
+        if self.emit_or_none is not None:
+            self.emit_or_none(
+                RunSkipped(
+                    job_id=self.job.job_id,
+                    at=self.clock.now(),
+                    scheduled_at=trigger.scheduled_at,
+                    catch_up=trigger.catch_up,
+                    trigger_count=trigger.trigger_count,
+                    reason=reason,
+                )
+            )
+
+    def report_drop(self, drop: Drop, trigger_count: int) -> None:
+        self.count_skip(drop.reason, drop.count)
+        if self.emit_or_none is None:  # at saturation every decision drops something: stay cheap
+            return
+        at = self.clock.now()
+        if drop.count == 1:
+            self.emit_or_none(
+                RunSkipped(
+                    job_id=self.job.job_id,
+                    at=at,
+                    scheduled_at=drop.first,
+                    catch_up=drop.reason in (RunSkipReason.MISSED, RunSkipReason.COALESCED),
+                    trigger_count=trigger_count,
+                    reason=drop.reason,
+                )
+            )
+        else:
+            self.emit_or_none(
+                RunsMissed(
+                    job_id=self.job.job_id,
+                    at=at,
+                    count=drop.count,
+                    first_scheduled_at=drop.first,
+                    last_scheduled_at=drop.last,
+                    reason=drop.reason,
+                )
+            )

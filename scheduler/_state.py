@@ -64,19 +64,66 @@ class JobState(BaseModel):
     schedule_fingerprint: str | None = None
     in_flight: InFlight | None = None
     schema_version: int = SCHEMA_VERSION
+    revision: int = 0
 
-    def evolve(self, changes: dict[str, Any]) -> JobState:
-        """A copy with ``changes`` applied, without validation (values come from the scheduler).
+    # -- transitions: the only ways the scheduler derives a new state ---------------------
+    # Typed so mypy sees every change; values come from the scheduler itself, so they skip
+    # pydantic's validation (a test pins each one to the validated ``model_copy`` result).
 
-        The run loop derives two states per run; this is about twice as fast as
-        ``model_copy(update=...)`` and keeps the frozen original intact.
+    def consumed(self, trigger_count: int, next_run_at: datetime | None) -> JobState:
+        """Occurrences were consumed: the new count and where the schedule continues."""
+        return self._replace(trigger_count=trigger_count, next_run_at=next_run_at)
+
+    def rescheduled(self, next_run_at: datetime | None, schedule_fingerprint: str | None) -> JobState:
+        """The schedule changed (or was repaired): continue at ``next_run_at``."""
+        return self._replace(next_run_at=next_run_at, schedule_fingerprint=schedule_fingerprint)
+
+    def started(self, in_flight: InFlight | None) -> JobState:
+        """A run is (or no longer is) in flight; saved only with ``resume_interrupted``."""
+        return self._replace(in_flight=in_flight)
+
+    def completed(self, record: RunRecord) -> JobState:
+        """Fold a finished run into the state.
+
+        Safe to apply to a fresher document written by another replica: ``last_run_at`` only
+        moves forward, and the in-flight marker is cleared only if it names this run.
         """
+        success = record.status is RunStatus.SUCCESS
+        last_run_at = self.last_run_at
+        if last_run_at is None or record.started_at > last_run_at:
+            last_run_at = record.started_at
+        flight = self.in_flight
+        changes: dict[str, Any] = {
+            "last_run_at": last_run_at,
+            "last_status": record.status,
+            "last_error": None if success else record.error,
+            "consecutive_failures": 0 if success else self.consecutive_failures + 1,
+        }
+        if success:
+            changes["last_success_at"] = record.finished_at
+        if flight is not None and flight.occurrence == record.scheduled_at:
+            changes["in_flight"] = None
+        return self._replace(**changes)
+
+    def with_revision(self, revision: int) -> JobState:
+        """The same state as stored at ``revision`` (stores set it; the scheduler passes it back)."""
+        return self if revision == self.revision else self._replace(revision=revision)
+
+    def _replace(self, **changes: Any) -> JobState:
+        """A copy with ``changes`` applied, without validation; unknown names are an error.
+
+        About twice as fast as ``model_copy(update=...)``, which matters at two states per run.
+        """
+        fields = type(self).model_fields
+        for name in changes:
+            if name not in fields:
+                raise TypeError(f"JobState has no field {name!r}")
         new = object.__new__(JobState)
         values = self.__dict__.copy()
         values.update(changes)
         object.__setattr__(new, "__dict__", values)
         object.__setattr__(new, "__pydantic_fields_set__", self.__pydantic_fields_set__ | changes.keys())
-        object.__setattr__(new, "__pydantic_extra__", None)
+        object.__setattr__(new, "__pydantic_extra__", self.__pydantic_extra__)
         object.__setattr__(new, "__pydantic_private__", None)
         return new
 

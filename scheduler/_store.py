@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Protocol, runtime_checkable
 
+from ._clock import Clock
 from ._state import JobState
+from .events import SchedulerEvent
 
 
 @runtime_checkable
@@ -36,6 +41,42 @@ class StateStore(Protocol):
     async def aclose(self) -> None: ...
 
 
+@runtime_checkable
+class ConditionalStateStore(Protocol):
+    """A store that can save only if nobody else saved since (compare-and-set on a revision).
+
+    ``save_if(state, expected_revision)`` atomically stores ``state`` with revision
+    ``expected_revision + 1`` and returns True when the stored document's revision equals
+    ``expected_revision`` (an absent document has revision 0); otherwise it stores nothing
+    and returns False.
+    """
+
+    async def save_if(self, state: JobState, expected_revision: int) -> bool: ...
+
+
+@runtime_checkable
+class CreatingStateStore(Protocol):
+    """A store that can save a state only if the job has none yet (returns the state now stored)."""
+
+    async def create(self, state: JobState) -> JobState: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoreAttachment:
+    """What a running scheduler lends an attachable store: its event sink, clock and call budget."""
+
+    events: Callable[[SchedulerEvent], None]
+    clock: Clock
+    call_timeout: timedelta
+
+
+@runtime_checkable
+class AttachableStore(Protocol):
+    """A store that reports events and paces itself by the scheduler; ``attach`` returns detach."""
+
+    def attach(self, attachment: StoreAttachment) -> Callable[[], None]: ...
+
+
 class InMemoryStateStore:
     """Keeps states in a dict. Share one instance between Schedulers to simulate a restart."""
 
@@ -47,11 +88,22 @@ class InMemoryStateStore:
 
     async def save(self, state: JobState) -> None:
         # JobState is frozen, so storing the object itself cannot alias a mutable value.
-        self._states[state.job_id] = state
+        stored = self._states.get(state.job_id)
+        self._states[state.job_id] = state.with_revision(1 if stored is None else stored.revision + 1)
+
+    async def save_if(self, state: JobState, expected_revision: int) -> bool:
+        stored = self._states.get(state.job_id)
+        if (0 if stored is None else stored.revision) != expected_revision:
+            return False
+        self._states[state.job_id] = state.with_revision(expected_revision + 1)
+        return True
 
     async def create(self, state: JobState) -> JobState:
         """Save ``state`` unless the job already has one; return the state now stored."""
-        return self._states.setdefault(state.job_id, state)
+        stored = self._states.get(state.job_id)
+        if stored is None:
+            stored = self._states[state.job_id] = state.with_revision(1)
+        return stored
 
     async def delete(self, job_id: str) -> None:
         self._states.pop(job_id, None)

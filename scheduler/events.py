@@ -39,6 +39,7 @@ __all__ = [
     "SchedulerResumed",
     "SchedulerStopped",
     "StateLoaded",
+    "StateConflict",
     "StateReconciled",
     "StateRepaired",
     "StoreDegraded",
@@ -91,6 +92,20 @@ class StateRepaired(SchedulerEvent):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StateReconciled(SchedulerEvent):
     previous_next_run_at: datetime | None
+    next_run_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateConflict(SchedulerEvent):
+    """Another process changed the stored state since this one last read it.
+
+    The scheduler adopted the stored document (``trigger_count`` and ``next_run_at`` are its
+    values; None when it was deleted) and decided again. ``during`` names the write that was
+    refused: ``consume`` (before a run), ``complete`` (a run's outcome) or ``manual``.
+    """
+
+    during: str
+    trigger_count: int | None
     next_run_at: datetime | None
 
 

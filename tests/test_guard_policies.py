@@ -285,7 +285,7 @@ async def test_release_is_never_for_a_foreign_token() -> None:
 
 
 class FailingSaveStore(InMemoryStateStore):
-    """Creates the new state (``create``), then fails every ``save``."""
+    """Creates the new state (``create``), then fails every save."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -294,6 +294,10 @@ class FailingSaveStore(InMemoryStateStore):
     async def save(self, state: JobState) -> None:
         self.saves += 1
         raise StoreError(StoreErrorKind.CONNECTION, StoreOperation.SAVE, state.job_id, "down")
+
+    async def save_if(self, state: JobState, expected_revision: int) -> bool:
+        await self.save(state)
+        return True
 
 
 async def test_failed_save_before_dispatch_releases_the_lease(clock: FakeClock, recorder: RecordingObserver) -> None:
@@ -309,17 +313,20 @@ async def test_failed_save_before_dispatch_releases_the_lease(clock: FakeClock, 
     assert recorder.of_type(SchedulerStopped)[-1].reason is SchedulerStopReason.ERROR
 
 
-async def test_save_and_acquire_overlap(clock: FakeClock) -> None:
-    """With a real guard, the pre-run save and the acquire are in flight at the same time."""
+async def test_acquire_waits_for_the_pre_run_save(clock: FakeClock) -> None:
+    """With a real guard, the lease is asked for only once the consuming save has succeeded.
+
+    Another replica could otherwise hold the lease of an occurrence this one never consumed.
+    """
     in_flight: list[str] = []
     overlapped: list[bool] = []
 
     class SlowStore(InMemoryStateStore):
-        async def save(self, state: JobState) -> None:
+        async def save_if(self, state: JobState, expected_revision: int) -> bool:
             in_flight.append("save")
             await asyncio.sleep(0.01)
             in_flight.remove("save")
-            await super().save(state)
+            return await super().save_if(state, expected_revision)
 
     class SlowGuard(FakeGuard):
         async def acquire(self, slot: ExecutionSlot) -> ExecutionLease | None:
@@ -330,7 +337,7 @@ async def test_save_and_acquire_overlap(clock: FakeClock) -> None:
     await Scheduler(store=SlowStore(), clock=clock, guard=SlowGuard(clock)).run(
         Job("ov", Interval(10), recorder_task([]), max_runs=2)
     )
-    assert overlapped == [True, True]
+    assert overlapped == [False, False]
 
 
 async def test_replace_with_resource_scope_really_replaces(clock: FakeClock) -> None:

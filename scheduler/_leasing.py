@@ -1,0 +1,94 @@
+"""Asking the execution guard for a lease, under the guard error policy and a call deadline."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from ._clock import Clock
+from ._enums import GuardErrorPolicy, RunSkipReason
+from ._errors import ExecutionGuardError, ExecutionGuardErrorKind
+from ._execution import Trigger
+from ._guard import ExecutionGuard, ExecutionLease, ExecutionSlot
+from ._job import Job
+from .events import ExecutionGuardAcquired, ExecutionGuardContended, SchedulerEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The guard's answer for one trigger: run (with ``lease``, or without one) or skip."""
+
+    lease: ExecutionLease | None = None
+    skip: RunSkipReason | None = None
+
+
+ADMITTED_WITHOUT_LEASE = Admission()
+
+
+class LeaseBroker:
+    """Turns a trigger into an ``Admission``; emits the guard events; raises when fatal."""
+
+    def __init__(
+        self,
+        job: Job,
+        guard: ExecutionGuard,
+        policy: GuardErrorPolicy,
+        clock: Clock,
+        emit: Callable[[SchedulerEvent], None],
+        call_timeout: timedelta,
+    ) -> None:
+        self._job, self._guard, self._policy, self._clock, self._emit = job, guard, policy, clock, emit
+        self._timeout = call_timeout.total_seconds()
+
+    async def admit(self, trigger: Trigger) -> Admission:
+        job = self._job
+        slot = ExecutionSlot(job.job_id, job.effective_resource_id, job.guard_scope, trigger.scheduled_at)
+        fields: dict[str, Any] = {
+            "job_id": job.job_id,
+            "resource_id": slot.resource_id,
+            "scope": slot.scope,
+            "scheduled_at": slot.scheduled_at,
+        }
+        try:
+            lease = await self._acquire(slot)
+        except Exception as exc:
+            if self._policy is GuardErrorPolicy.FAIL:
+                if isinstance(exc, ExecutionGuardError):
+                    raise
+                raise ExecutionGuardError(ExecutionGuardErrorKind.UNKNOWN, f"guard acquire failed: {exc}") from exc
+            if self._policy is GuardErrorPolicy.SKIP:
+                return Admission(skip=RunSkipReason.GUARD_UNAVAILABLE)
+            self._emit(ExecutionGuardAcquired(at=self._clock.now(), without_lease=True, **fields))
+            return ADMITTED_WITHOUT_LEASE
+        if lease is None:
+            self._emit(ExecutionGuardContended(at=self._clock.now(), **fields))
+            return Admission(skip=RunSkipReason.CONTENDED)
+        self._emit(
+            ExecutionGuardAcquired(at=self._clock.now(), key=lease.key, fencing_token=lease.fencing_token, **fields)
+        )
+        return Admission(lease=lease)
+
+    async def _acquire(self, slot: ExecutionSlot) -> ExecutionLease | None:
+        """One acquire call, bounded by the loop's budget (a hung guard is a CONNECTION error).
+
+        A timed-out acquire may still be applied by the server later: the lease then exists
+        without a holder and simply expires, so the occurrence is not run twice.
+        """
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._guard.acquire(slot)
+        except TimeoutError:
+            raise ExecutionGuardError(
+                ExecutionGuardErrorKind.CONNECTION, f"guard acquire timed out after {self._timeout:g}s"
+            ) from None
+
+    async def release_quietly(self, lease: ExecutionLease) -> None:
+        """Best-effort release while failing: the lease expires on its own otherwise."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._guard.release(lease)
+        except Exception:
+            return

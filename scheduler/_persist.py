@@ -1,0 +1,73 @@
+"""The run loop's access to its state store: call deadlines and conditional saves.
+
+Every call is bounded by the loop's budget, so a store that hangs becomes a CONNECTION error
+instead of a stalled schedule. Saves carry the revision this process last saw; a store that
+cannot compare revisions gets plain saves (the scheduler warns once at start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from datetime import timedelta
+from typing import TypeVar
+
+from ._errors import StoreError, StoreErrorKind, StoreOperation
+from ._state import JobState
+from ._store import ConditionalStateStore, CreatingStateStore, InMemoryStateStore, StateStore
+
+T = TypeVar("T")
+
+
+class Persistence:
+    """Load, save (conditionally), create and delete one job's state."""
+
+    def __init__(self, store: StateStore, job_id: str, call_timeout: timedelta) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.conditional = isinstance(store, ConditionalStateStore)
+        # The in-memory store cannot hang: skip the timer on the hot path.
+        self._timeout = None if isinstance(store, InMemoryStateStore) else call_timeout.total_seconds()
+
+    async def _bounded(self, call: Awaitable[T], operation: StoreOperation) -> T:
+        if self._timeout is None:
+            return await call
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await call
+        except TimeoutError:
+            raise StoreError(
+                StoreErrorKind.CONNECTION, operation, self.job_id, f"no answer within {self._timeout:g}s"
+            ) from None
+
+    async def load(self) -> JobState | None:
+        return await self._bounded(self.store.load(self.job_id), StoreOperation.LOAD)
+
+    async def commit(self, state: JobState) -> JobState | None:
+        """Save ``state`` if the stored document is still at ``state.revision``.
+
+        Returns the state as now stored (its revision advanced), or None when another process
+        saved in between: the caller must re-read and decide again.
+        """
+        if not self.conditional:
+            await self._bounded(self.store.save(state), StoreOperation.SAVE)
+            return state
+        store = self.store
+        assert isinstance(store, ConditionalStateStore)
+        if await self._bounded(store.save_if(state, state.revision), StoreOperation.SAVE):
+            return state.with_revision(state.revision + 1)
+        return None
+
+    async def create(self, state: JobState) -> JobState:
+        """Save a first state unless another process created one; returns what is stored."""
+        store = self.store
+        if isinstance(store, CreatingStateStore):
+            return await self._bounded(store.create(state), StoreOperation.SAVE)
+        committed = await self.commit(state)
+        if committed is not None:
+            return committed
+        stored = await self.load()  # created by another process a moment ago
+        return state if stored is None else stored
+
+    async def delete(self) -> None:
+        await self._bounded(self.store.delete(self.job_id), StoreOperation.DELETE)
