@@ -95,6 +95,30 @@ class FakeClock:
         self._now = require_aware(instant, "instant")
         self._wake_due()
 
+    async def settle(self, *, max_rounds: int = 10_000) -> None:
+        """Return once every task on the event loop is blocked (nothing left to run now).
+
+        Use it instead of ``asyncio.sleep(...)`` to let the scheduler react to a command or a
+        time step before asserting. It does not move the fake clock, and it cannot see work
+        in worker threads (``Task.from_blocking``): wait for those with your own event.
+        Raises RuntimeError when the loop is still busy after ``max_rounds`` iterations (a
+        task that never blocks, or real timers that keep firing).
+        """
+        loop = asyncio.get_running_loop()
+        quiet = 0
+        for _ in range(max_rounds):
+            await asyncio.sleep(0)
+            ready = getattr(loop, "_ready", None)
+            if ready is None:
+                raise RuntimeError("FakeClock.settle needs the stock asyncio event loop")
+            if any(not _is_watch(handle) for handle in ready):
+                quiet = 0
+            else:
+                quiet += 1
+                if quiet >= IDLE_ROUNDS:
+                    return
+        raise RuntimeError(f"the event loop did not settle within {max_rounds} iterations")
+
     def next_deadline(self) -> datetime | None:
         self._drop_cancelled()
         return self._sleepers[0][0] if self._sleepers else None

@@ -20,7 +20,7 @@ from scheduler import (
     TaskContext,
     TriggerSource,
 )
-from scheduler.events import SchedulerPaused, SchedulerResumed, SchedulerStopped
+from scheduler.events import RunSkipped, SchedulerPaused, SchedulerResumed, SchedulerStopped, TriggerEmitted
 from scheduler.testing import FakeClock, RecordingObserver
 
 from .conftest import T0
@@ -37,9 +37,10 @@ async def _run_until(scheduler: Scheduler, job: Job, condition: asyncio.Event) -
 
 async def test_shutdown_while_waiting(clock: FakeClock) -> None:
     """shutdown() during the wait between occurrences stops at once with SHUTDOWN."""
-    scheduler = Scheduler(clock=FakeClock(T0, auto_advance=False))
+    clock = FakeClock(T0, auto_advance=False)
+    scheduler = Scheduler(clock=clock)
     task = asyncio.create_task(scheduler.run(Job("w", Interval(3600), recorder_task([]))))
-    await asyncio.sleep(0.01)
+    await clock.settle()
     scheduler.handle().shutdown()
     report = await asyncio.wait_for(task, 5)
     assert report.stop_reason is SchedulerStopReason.SHUTDOWN
@@ -88,11 +89,11 @@ async def test_shutdown_drops_the_queued_trigger() -> None:
     job = Job("q", Interval(10), sleeper(clock, 15), overlap_policy=OverlapPolicy.QUEUE_ONE)
     task = asyncio.create_task(scheduler.run(job))
     for _ in range(2):  # 10 s starts a run; 20 s arrives while it runs and is queued
-        await asyncio.sleep(0.01)
+        await clock.settle()
         clock.advance(10 * S)
-    await asyncio.sleep(0.01)
+    await clock.settle()
     scheduler.handle().shutdown()
-    await asyncio.sleep(0.01)
+    await clock.settle()
     clock.advance(10 * S)  # the active run finishes at 25 s
     report = await asyncio.wait_for(task, 5)
     assert report.skipped == {RunSkipReason.SHUTDOWN: 1}
@@ -110,10 +111,10 @@ async def _failing_with_long_backoff(clock: FakeClock, scheduler: Scheduler) -> 
     retry = RetryPolicy(max_attempts=5, initial_backoff=timedelta(hours=1), max_backoff=timedelta(hours=1), jitter=0)
     clock.auto_advance = False
     task = asyncio.create_task(scheduler.run(Job("r", Interval(10), work, retry=retry)))
-    await asyncio.sleep(0.01)
+    await clock.settle()
     clock.advance(10 * S)
     await asyncio.wait_for(failed.wait(), 5)
-    await asyncio.sleep(0.01)
+    await clock.settle()
     return task
 
 
@@ -157,7 +158,7 @@ async def test_cancel_while_waiting(clock: FakeClock) -> None:
     """cancel() between occurrences stops at once with CANCELLED."""
     scheduler = Scheduler(clock=FakeClock(T0, auto_advance=False))
     task = asyncio.create_task(scheduler.run(Job("cw", Interval(60), recorder_task([]))))
-    await asyncio.sleep(0.01)
+    await clock.settle()
     scheduler.handle().cancel()
     assert (await asyncio.wait_for(task, 5)).stop_reason is SchedulerStopReason.CANCELLED
 
@@ -193,15 +194,15 @@ async def test_pause_consumes_as_paused_and_resume_redecides(clock: FakeClock, r
     scheduler = Scheduler(clock=clock, observer=recorder)
     handle = scheduler.handle()
     task = asyncio.create_task(scheduler.run(Job("p", Interval(10), recorder_task(log), max_runs=5)))
-    await asyncio.sleep(0.01)
+    await clock.settle()
     handle.pause()
-    await asyncio.sleep(0.01)
+    await clock.settle()
     clock.advance(25 * S)  # occurrences at 10 and 20 fall due while paused
-    await asyncio.sleep(0.01)
+    await clock.settle()
     handle.resume()
-    await asyncio.sleep(0.01)
+    await clock.settle()
     clock.advance(5 * S)  # 30 runs
-    await asyncio.sleep(0.01)
+    await clock.settle()
     handle.shutdown()
     report = await asyncio.wait_for(task, 5)
     assert [c.run.scheduled_at for c in log] == [T0 + 30 * S]
@@ -216,10 +217,10 @@ async def test_trigger_now_runs_once_manually(clock: FakeClock) -> None:
     log: list[TaskContext] = []
     scheduler = Scheduler(clock=clock)
     task = asyncio.create_task(scheduler.run(Job("t", Interval(60), recorder_task(log), max_runs=2)))
-    await asyncio.sleep(0.01)
+    await clock.settle()
     clock.advance(5 * S)
     scheduler.handle().trigger_now()
-    await asyncio.sleep(0.01)
+    await clock.settle()
     assert [(c.run.source, c.run.scheduled_at, c.run.trigger_count) for c in log] == [
         (TriggerSource.MANUAL, T0 + 5 * S, 1)
     ]
@@ -239,10 +240,10 @@ async def test_trigger_now_while_paused_is_held(clock: FakeClock) -> None:
     task = asyncio.create_task(scheduler.run(Job("h", Interval(3600), recorder_task(log))))
     handle.pause()
     handle.trigger_now()
-    await asyncio.sleep(0.01)
+    await clock.settle()
     assert log == []
     handle.resume()
-    await asyncio.sleep(0.01)
+    await clock.settle()
     assert [c.run.source for c in log] == [TriggerSource.MANUAL]
     handle.shutdown()
     await asyncio.wait_for(task, 5)
@@ -285,7 +286,7 @@ async def test_handle_works_from_another_thread(clock: FakeClock) -> None:
     """shutdown() called from a foreign thread stops the run."""
     scheduler = Scheduler(clock=FakeClock(T0, auto_advance=False))
     task = asyncio.create_task(scheduler.run(Job("x", Interval(3600), recorder_task([]))))
-    await asyncio.sleep(0.01)
+    await clock.settle()
     thread = threading.Thread(target=scheduler.handle().shutdown)
     thread.start()
     thread.join()
@@ -314,9 +315,9 @@ async def test_cancel_does_not_start_the_queued_trigger() -> None:
 
     task = asyncio.create_task(scheduler.run(Job("cq", Interval(10), work, overlap_policy=OverlapPolicy.QUEUE_ONE)))
     for _ in range(2):
-        await asyncio.sleep(0.01)
+        await clock.settle()
         clock.advance(10 * S)
-    await asyncio.sleep(0.01)
+    await clock.settle()
     scheduler.handle().cancel()
     report = await asyncio.wait_for(task, 5)
     assert len(log) == 1
@@ -327,28 +328,33 @@ async def test_cancel_does_not_start_the_queued_trigger() -> None:
 async def test_queued_trigger_held_while_paused_starts_after_resume() -> None:
     """A trigger queued before pause() is held while paused and started by resume()."""
     clock = FakeClock(T0, auto_advance=False)
-    scheduler = Scheduler(clock=clock)
-    handle = scheduler.handle()
     sources: list[TriggerSource] = []
     release = asyncio.Event()
 
     async def work(ctx: TaskContext) -> None:
         sources.append(ctx.run.source)
         if len(sources) == 1:
-            handle.trigger_now()  # queued behind this run
-            handle.pause()
             await release.wait()
 
+    recorder = RecordingObserver()
+    scheduler = Scheduler(clock=clock, observer=recorder)
+    handle = scheduler.handle()
     job = Job("qp", Interval(3600), work, overlap_policy=OverlapPolicy.QUEUE_ONE)
     task = asyncio.create_task(scheduler.run(job))
-    await asyncio.sleep(0.01)
+    await clock.settle()
     clock.advance(3600 * S)
-    await asyncio.sleep(0.01)
+    await clock.settle()
+    handle.trigger_now()  # arrives while the first run is active: queued behind it
+    await clock.settle()
+    assert [e.source for e in recorder.of_type(TriggerEmitted)] == [TriggerSource.SCHEDULED, TriggerSource.MANUAL]
+    assert recorder.of_type(RunSkipped) == []  # kept, not skipped
+    handle.pause()
+    await clock.settle()
     release.set()
-    await asyncio.sleep(0.01)
+    await clock.settle()
     assert sources == [TriggerSource.SCHEDULED]  # paused: the queued trigger waits
     handle.resume()
-    await asyncio.sleep(0.01)
+    await clock.settle()
     assert sources == [TriggerSource.SCHEDULED, TriggerSource.MANUAL]
     handle.shutdown()
     await asyncio.wait_for(task, 5)
