@@ -150,14 +150,14 @@ class SqliteStateStore:
 
     def _save_if(self, job_id: str, text: str, expected: int) -> bool:
         conn = self._connect()
-        if expected > 0:
-            # One statement: the compare and the write are atomic (the write lock is held).
-            updated = conn.execute(
-                f"UPDATE job_state SET state = ?, revision = revision + 1, updated_at = {_NOW} "
-                f"WHERE job_id = ? AND revision = ? AND {_WRITABLE}",
-                (text, job_id, expected),
-            ).rowcount
-        else:
+        # One statement: the compare and the write are atomic (the write lock is held). A row
+        # written before revisions were counted has revision 0, like an absent one.
+        updated = conn.execute(
+            f"UPDATE job_state SET state = ?, revision = revision + 1, updated_at = {_NOW} "
+            f"WHERE job_id = ? AND revision = ? AND {_WRITABLE}",
+            (text, job_id, expected),
+        ).rowcount
+        if not updated and expected == 0:
             updated = conn.execute(
                 "INSERT INTO job_state (job_id, state, revision) VALUES (?, ?, 1) ON CONFLICT (job_id) DO NOTHING",
                 (job_id, text),

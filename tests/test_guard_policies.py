@@ -342,3 +342,14 @@ async def test_replace_with_resource_scope_really_replaces(clock: FakeClock) -> 
     report = await Scheduler(clock=clock, guard=guard).run(job)
     assert [r.status for r in report.history] == [RunStatus.CANCELLED, RunStatus.SUCCESS]
     assert report.skipped == {}
+
+
+def test_lease_timing_follows_the_renewal_interval() -> None:
+    from scheduler._guard import lease_timing
+
+    cli_default = lease_timing(timedelta(seconds=30), timedelta(seconds=10))
+    assert (cli_default.renew_call_timeout, cli_default.safety_margin) == (timedelta(seconds=5),) * 2
+    short = lease_timing(timedelta(seconds=3), timedelta(seconds=1))
+    assert (short.renew_call_timeout, short.safety_margin) == (timedelta(seconds=0.5),) * 2
+    long = lease_timing(timedelta(minutes=10), timedelta(minutes=2))
+    assert (long.renew_call_timeout, long.safety_margin) == (timedelta(seconds=5), timedelta(minutes=1))
