@@ -170,7 +170,7 @@ async def test_resource_scope_excludes_overlapping_occurrences(guard: ValkeyExec
 
 
 async def test_expired_occurrence_does_not_block_resource(valkey_url: str, uid: str) -> None:
-    guard = ValkeyExecutionGuard(valkey_url, prefix=f"test:{uid}:", ttl=0.2, renew_interval=0.1)
+    guard = ValkeyExecutionGuard(valkey_url, prefix=f"test:{uid}:", ttl=0.2, renew_interval=0.05)
     try:
         assert await guard.acquire(slot("r")) is not None  # never released: its holder "died"
         lease = None
@@ -235,6 +235,19 @@ def test_renew_interval_must_be_shorter_than_ttl() -> None:
         ValkeyExecutionGuard("redis://h:1/0", client=Redis())
     guard = ValkeyExecutionGuard("valkeys://u:hunter22@h:1/0", ttl=3, renew_interval=1)
     assert "hunter22" not in repr(guard)
+
+
+def test_renewal_must_leave_a_safety_margin() -> None:
+    """renew_interval + renewal call deadline must be shorter than ttl - safety margin."""
+    for ttl, renew in ((30, 10), (3, 1), (0.3, 0.1)):
+        ValkeyExecutionGuard("redis://h:1/0", ttl=ttl, renew_interval=renew)
+    default = ValkeyExecutionGuard("redis://h:1/0")
+    assert (default.timing.renew_call_timeout, default.timing.safety_margin) == (timedelta(seconds=5),) * 2
+    with pytest.raises(InvalidJobError) as caught:
+        ValkeyExecutionGuard("redis://h:1/0", ttl=30, renew_interval=20)  # 20 + 5 >= 30 - 5
+    assert caught.value.kind is InvalidJobKind.OTHER
+    assert "renew_interval 20 s + renewal call deadline 5 s" in str(caught.value)
+    assert "ttl 30 s - safety margin 5 s" in str(caught.value)
 
 
 async def test_unreachable_server_is_a_connection_error(uid: str) -> None:

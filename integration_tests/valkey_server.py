@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -109,7 +110,25 @@ class ServerProcess:
             process.kill()
         process.wait(timeout=READY_TIMEOUT_SECONDS)
 
+    def freeze(self) -> None:
+        """SIGSTOP the server: connections stay open (and new ones are accepted by the
+        kernel) but nothing is answered, like a hung host."""
+        assert self._process is not None, "server not running"
+        assert self._process.poll() is None, "server exited"
+        os.kill(self._process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT the server: it answers again, running what was queued while frozen."""
+        if self._process is not None and self._process.poll() is None:
+            os.kill(self._process.pid, signal.SIGCONT)
+
+    def restart(self) -> None:
+        """Kill the server and start it again on the same port (pooled connections die)."""
+        self.stop()
+        self.start()
+
     def close(self) -> None:
+        self.thaw()
         self.stop()
         with contextlib.suppress(OSError):
             self._dir.cleanup()

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from ._clock import Clock
 from ._enums import RunStatus, TriggerSource
-from ._guard import ExecutionGuard, ExecutionLease
+from ._guard import ExecutionGuard, ExecutionLease, lease_timing
 from ._job import Job, RunContext, TaskContext
 from ._state import RunRecord
 from .events import (
@@ -201,34 +201,59 @@ class Execution:
         return asyncio.get_running_loop().create_task(self._renew_loop(interval))
 
     async def _renew_loop(self, interval: timedelta) -> None:
+        """Renew every ``interval``; give the lease up before it can expire under us.
+
+        The lease counts as lost at ``expires_at - safety_margin`` (never after): from then
+        on another process may hold it, so this one must not believe it still does. Each
+        renewal call is bounded so that it cannot run past that point. A failed call is
+        retried sooner than the normal cadence. A lease whose expiry is unknown (a guard
+        that leaves ``expires_at`` None) is lost two intervals after its last renewal.
+        """
         lease = self.lease
         assert lease is not None
-        ttl = None if lease.expires_at is None else lease.expires_at - self.clock.now()
-        expires = lease.expires_at
-        delay = interval
+        clock = self.clock
+        started = clock.now()
+        if lease.expires_at is None:
+            timing = None
+            give_up = started + 2 * interval
+        else:
+            timing = lease_timing(lease.expires_at - started, interval)
+            give_up = lease.expires_at - timing.safety_margin
+        call_limit = interval / 2 if timing is None else timing.renew_call_timeout
+        next_renewal = started + interval
         while True:
-            await self.clock.sleep_until(self.clock.now() + delay)
+            await clock.sleep_until(min(next_renewal, give_up))
+            attempt_at = clock.now()
+            if attempt_at >= give_up:
+                return self._lost(
+                    f"lease not renewed in time (gave up {_seconds(timing.safety_margin)} before expiry)"
+                    if timing is not None
+                    else "lease not renewed within two renew intervals"
+                )
             try:
-                held = await self.guard.renew(lease)
+                async with asyncio.timeout(min(call_limit, give_up - attempt_at).total_seconds()):
+                    held = await self.guard.renew(lease)
             except Exception as exc:
                 self.failed_renewals += 1
-                error = _describe(exc)
+                error = "renewal call timed out" if isinstance(exc, TimeoutError) else _describe(exc)
                 self._event(
                     ExecutionGuardRenewFailed(
                         **self._guard_fields(), failed_renewal_count=self.failed_renewals, error=error
                     )
                 )
-                if expires is not None and self.clock.now() >= expires:
-                    return self._lost(error)
-                # Retry sooner than the normal cadence: the lease is still ours until it expires.
-                delay = interval / RENEW_RETRIES_PER_INTERVAL
+                # Retry sooner than the normal cadence while the lease is still safely ours.
+                next_renewal = clock.now() + interval / RENEW_RETRIES_PER_INTERVAL
                 continue
             if not held:
                 return self._lost("lease is held by another token or expired")
             self.renewals += 1
-            delay = interval
-            if ttl is not None:
-                expires = self.clock.now() + ttl
+            # The server set the new expiry after the call started: count from its start.
+            give_up = (
+                attempt_at + 2 * interval
+                if timing is None or lease.expires_at is None
+                else attempt_at + (lease.expires_at - started) - timing.safety_margin
+            )
+            next_renewal = attempt_at + interval
             self._event(ExecutionGuardRenewed(**self._guard_fields(), renewal_count=self.renewals))
 
     def _lost(self, error: str) -> None:
@@ -258,6 +283,10 @@ class Execution:
             self._event(ExecutionGuardReleaseFailed(**self._guard_fields(), error="lease already gone"))
             return
         self._event(ExecutionGuardReleased(**self._guard_fields(), renewal_count=self.renewals))
+
+
+def _seconds(delta: timedelta) -> str:
+    return f"{delta.total_seconds():g}s"
 
 
 def _describe(exc: BaseException) -> str:

@@ -36,6 +36,28 @@ class ExecutionLease:
     expires_at: datetime | None = None
 
 
+#: The longest a single renewal call may take, whatever the renewal interval.
+MAX_RENEW_CALL_TIMEOUT = timedelta(seconds=5)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseTiming:
+    """Deadlines that keep a renewing holder from outliving its lease.
+
+    ``renew_call_timeout``: how long one renewal call may take. ``safety_margin``: the lease
+    counts as lost at ``expires_at - safety_margin``, before another holder can take it.
+    """
+
+    renew_call_timeout: timedelta
+    safety_margin: timedelta
+
+
+def lease_timing(ttl: timedelta, renew_interval: timedelta) -> LeaseTiming:
+    """``renew_call_timeout = min(renew_interval / 2, 5 s)``, ``safety_margin = max(ttl / 10, it)``."""
+    call = min(renew_interval / 2, MAX_RENEW_CALL_TIMEOUT)
+    return LeaseTiming(renew_call_timeout=call, safety_margin=max(ttl / 10, call))
+
+
 @runtime_checkable
 class ExecutionGuard(Protocol):
     """Mutual exclusion for runs across processes.
@@ -49,9 +71,10 @@ class ExecutionGuard(Protocol):
       the resource.
     * ``renew(lease)`` extends it and returns True, or returns False when it is no longer
       held by this lease's token (lost).
-    * ``release(lease)`` gives it up and never removes a lease held by another token; it
-      returns True when it released the lease, False when the lease was already gone (expired
-      or taken over), None when it cannot tell.
+    * ``release(lease)`` gives it up and never removes a lease held by another token. It
+      returns True when this token's lease was released (also when an earlier call already
+      released it), False when the lease was already gone (expired, or held by another
+      token), None when the guard cannot tell.
     * ``renew_interval(lease)`` says how often to renew (None: never).
     * Failures raise ``ExecutionGuardError`` (CONNECTION, DATA or UNKNOWN).
     """

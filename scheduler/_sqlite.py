@@ -20,15 +20,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import ValidationError
-
 from ._errors import StoreError, StoreErrorKind, StoreOperation
-from ._state import JobState
+from ._state import SCHEMA_VERSION as DOCUMENT_VERSION
+from ._state import JobState, StateDocumentError, parse_document
 
 T = TypeVar("T")
 
-#: Version of the table layout below, kept in ``PRAGMA user_version``. Bump it and add a
-#: migration step in ``_migrate`` when the layout changes.
+#: Version of the table layout below, kept in ``PRAGMA user_version``. Bump it (and add a
+#: migration step in ``_migrate``) only for a breaking change: an older release refuses a
+#: newer user_version. Additive columns keep it and are added when missing (``_ADDITIVE``).
 SCHEMA_VERSION = 1
 #: How long a statement waits for another process's write lock before failing CONNECTION.
 BUSY_TIMEOUT_MS = 5000
@@ -37,9 +37,16 @@ _CREATE = """
 CREATE TABLE IF NOT EXISTS job_state (
     job_id     TEXT PRIMARY KEY NOT NULL,
     state      TEXT NOT NULL,
+    revision   INTEGER NOT NULL DEFAULT 0,
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 ) WITHOUT ROWID
 """
+#: Columns added after the first layout: (name, definition). An older release never names
+#: them, so it still reads and writes the table (its writes just leave ``revision`` alone).
+_ADDITIVE = (("revision", "INTEGER NOT NULL DEFAULT 0"),)
+_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+#: True when the stored document may be written over: not of a newer schema_version.
+_WRITABLE = f"coalesce(json_extract(job_state.state, '$.schema_version'), 1) <= {DOCUMENT_VERSION}"
 
 # Messages that mean "try again later / cannot reach the file", not "the data is bad".
 _TRANSIENT = ("locked", "busy", "unable to open", "disk i/o", "readonly", "read-only", "full")
@@ -48,6 +55,11 @@ _CORRUPT = ("malformed", "not a database", "corrupt")
 
 class SqliteStateStore:
     """Persists each job's ``JobState`` as JSON in one SQLite row keyed by ``job_id``.
+
+    The row's ``revision`` column counts its writes (conditional saves compare it in the
+    ``UPDATE``'s WHERE). A row whose document has a newer ``schema_version`` is never written
+    over (checked in the same statement). Implements ``ConditionalStateStore`` and
+    ``CreatingStateStore``.
 
     ``path`` is created on first use (parent directories included). Several processes may
     share one file; SQLite's locking serialises their writes. ``":memory:"`` gives a private
@@ -92,37 +104,73 @@ class SqliteStateStore:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise _NewerSchema(f"database schema version {version} is newer than supported {SCHEMA_VERSION}")
-        if version == SCHEMA_VERSION:
+        if version == SCHEMA_VERSION and not SqliteStateStore._missing_columns(conn):
             return
         # IMMEDIATE takes the write lock first, so two processes cannot both migrate.
         conn.execute("BEGIN IMMEDIATE")
         try:
             if int(conn.execute("PRAGMA user_version").fetchone()[0]) < 1:
                 conn.execute(_CREATE)
+            for name, definition in SqliteStateStore._missing_columns(conn):
+                conn.execute(f"ALTER TABLE job_state ADD COLUMN {name} {definition}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
 
-    def _load(self, job_id: str) -> str | None:
-        row = self._connect().execute("SELECT state FROM job_state WHERE job_id = ?", (job_id,)).fetchone()
-        return None if row is None else str(row[0])
+    @staticmethod
+    def _missing_columns(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+        present = {str(row[1]) for row in conn.execute("PRAGMA table_info(job_state)")}
+        if not present:
+            return []  # no table yet: created below with every column
+        return [(name, definition) for name, definition in _ADDITIVE if name not in present]
+
+    def _load(self, job_id: str) -> tuple[str, int] | None:
+        row = self._connect().execute("SELECT state, revision FROM job_state WHERE job_id = ?", (job_id,)).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]))
+
+    def _refuse_newer(self, conn: sqlite3.Connection, job_id: str) -> None:
+        """Raise when the stored document is of a newer schema_version (nothing was written)."""
+        row = conn.execute(f"SELECT {_WRITABLE} FROM job_state WHERE job_id = ?", (job_id,)).fetchone()
+        if row is not None and not row[0]:
+            raise _NewerSchema(f"stored state has a schema_version newer than {DOCUMENT_VERSION}; not overwriting it")
 
     def _save(self, job_id: str, text: str) -> None:
         conn = self._connect()
         # A single autocommit statement is its own transaction; it is durable when it returns.
-        conn.execute(
-            "INSERT INTO job_state (job_id, state) VALUES (?, ?) "
-            "ON CONFLICT (job_id) DO UPDATE SET state = excluded.state, "
-            "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        written = conn.execute(
+            "INSERT INTO job_state (job_id, state, revision) VALUES (?, ?, 1) "
+            f"ON CONFLICT (job_id) DO UPDATE SET state = excluded.state, revision = job_state.revision + 1, "
+            f"updated_at = {_NOW} WHERE {_WRITABLE}",
             (job_id, text),
-        )
+        ).rowcount
+        if not written:
+            self._refuse_newer(conn, job_id)
 
-    def _create(self, job_id: str, text: str) -> str | None:
+    def _save_if(self, job_id: str, text: str, expected: int) -> bool:
+        conn = self._connect()
+        # One statement: the compare and the write are atomic (the write lock is held). A row
+        # written before revisions were counted has revision 0, like an absent one.
+        updated = conn.execute(
+            f"UPDATE job_state SET state = ?, revision = revision + 1, updated_at = {_NOW} "
+            f"WHERE job_id = ? AND revision = ? AND {_WRITABLE}",
+            (text, job_id, expected),
+        ).rowcount
+        if not updated and expected == 0:
+            updated = conn.execute(
+                "INSERT INTO job_state (job_id, state, revision) VALUES (?, ?, 1) ON CONFLICT (job_id) DO NOTHING",
+                (job_id, text),
+            ).rowcount
+        if not updated:
+            self._refuse_newer(conn, job_id)
+        return bool(updated)
+
+    def _create(self, job_id: str, text: str) -> tuple[str, int] | None:
         conn = self._connect()
         inserted = conn.execute(
-            "INSERT INTO job_state (job_id, state) VALUES (?, ?) ON CONFLICT (job_id) DO NOTHING", (job_id, text)
+            "INSERT INTO job_state (job_id, state, revision) VALUES (?, ?, 1) ON CONFLICT (job_id) DO NOTHING",
+            (job_id, text),
         ).rowcount
         return None if inserted else self._load(job_id)
 
@@ -150,31 +198,32 @@ class SqliteStateStore:
             raise StoreError(_classify(exc), operation, job_id, f"{self.path}: {exc}") from exc
 
     async def load(self, job_id: str) -> JobState | None:
-        text = await self._call(StoreOperation.LOAD, job_id, lambda: self._load(job_id))
-        return None if text is None else self._decode(job_id, text)
+        row = await self._call(StoreOperation.LOAD, job_id, lambda: self._load(job_id))
+        return None if row is None else self._decode(job_id, row, StoreOperation.LOAD)
 
-    def _decode(self, job_id: str, text: str) -> JobState:
+    def _decode(self, job_id: str, row: tuple[str, int], operation: StoreOperation) -> JobState:
         try:
-            state = JobState.model_validate_json(text)
-        except ValidationError as exc:
-            detail = f"{self.path}: stored state is not a valid JobState: {exc.errors()[0]['msg']}"
-            raise StoreError(StoreErrorKind.DATA, StoreOperation.LOAD, job_id, detail) from exc
-        if state.job_id != job_id:
-            detail = f"{self.path}: row holds the state of job {state.job_id!r}"
-            raise StoreError(StoreErrorKind.DATA, StoreOperation.LOAD, job_id, detail)
-        return state
+            return parse_document(row[0], job_id, row[1])
+        except StateDocumentError as exc:
+            raise StoreError(StoreErrorKind.DATA, operation, job_id, f"{self.path}: {exc}") from exc
 
     async def save(self, state: JobState) -> None:
-        text = state.model_dump_json()
+        text = state.to_json()
         await self._call(StoreOperation.SAVE, state.job_id, lambda: self._save(state.job_id, text))
+
+    async def save_if(self, state: JobState, expected_revision: int) -> bool:
+        """Save only over the stored revision ``expected_revision`` (0: no row yet)."""
+        text = state.to_json()
+        job_id = state.job_id
+        return await self._call(StoreOperation.SAVE, job_id, lambda: self._save_if(job_id, text, expected_revision))
 
     async def create(self, state: JobState) -> JobState:
         """Save ``state`` only if the job has no row yet; return the state now stored."""
-        text = state.model_dump_json()
+        text = state.to_json()
         existing = await self._call(StoreOperation.SAVE, state.job_id, lambda: self._create(state.job_id, text))
         if existing is None:
-            return state
-        return self._decode(state.job_id, existing)
+            return state.with_revision(1)
+        return self._decode(state.job_id, existing, StoreOperation.SAVE)
 
     async def delete(self, job_id: str) -> None:
         await self._call(StoreOperation.DELETE, job_id, lambda: self._delete(job_id))

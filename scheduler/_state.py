@@ -7,12 +7,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from ._enums import RunSkipReason, RunStatus, SchedulerStopReason, TriggerSource
 from ._time import format_utc
 
+#: Bumped only by a breaking change of the document; additive fields keep it (readers preserve
+#: unknown fields) and a reader refuses a document with a higher version.
 SCHEMA_VERSION = 1
+_NEWER_SCHEMA = "newer_schema"
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
@@ -37,7 +41,7 @@ Instant = Annotated[
 class InFlight(BaseModel):
     """The occurrence a process was running when it saved (``resume_interrupted``)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     occurrence: Instant
     started_at: Instant
@@ -47,24 +51,51 @@ class InFlight(BaseModel):
 class JobState(BaseModel):
     """Everything the scheduler persists about a job, keyed by ``job_id``.
 
-    The first six fields alone are a valid document (the reference system's format); unknown
-    fields are ignored. ``next_run_at`` None means terminal: nothing left to run.
+    The first six fields alone are a valid document (the reference system's format). Unknown
+    fields (written by a newer release of the same ``schema_version``) are kept and written
+    back unchanged; a document with a higher ``schema_version`` is refused. ``next_run_at``
+    None means terminal: nothing left to run.
+
+    ``revision`` is not part of the document: it is the store's version counter of the stored
+    document (0 = never stored), set by ``load`` and passed back to conditional saves. Two
+    states are equal when their content is; the revision does not take part.
     """
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     job_id: str
-    trigger_count: int = 0
+    trigger_count: int = Field(default=0, ge=0)
     last_run_at: Instant | None = None
     last_success_at: Instant | None = None
     next_run_at: Instant | None = None
     last_error: str | None = None
     last_status: RunStatus | None = None
-    consecutive_failures: int = 0
+    consecutive_failures: int = Field(default=0, ge=0)
     schedule_fingerprint: str | None = None
     in_flight: InFlight | None = None
     schema_version: int = SCHEMA_VERSION
-    revision: int = 0
+    revision: int = Field(default=0, ge=0, exclude=True)
+
+    @field_validator("schema_version")
+    @classmethod
+    def _supported_version(cls, value: int) -> int:
+        if value > SCHEMA_VERSION:
+            raise PydanticCustomError(
+                _NEWER_SCHEMA,
+                "schema_version {version} is newer than {supported}, the newest this release reads",
+                {"version": value, "supported": SCHEMA_VERSION},
+            )
+        return value
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, JobState):
+            return NotImplemented
+        mine = {k: v for k, v in self.__dict__.items() if k != "revision"}
+        theirs = {k: v for k, v in other.__dict__.items() if k != "revision"}
+        return mine == theirs and (self.__pydantic_extra__ or {}) == (other.__pydantic_extra__ or {})
+
+    def __hash__(self) -> int:
+        return hash((self.job_id, self.trigger_count, self.next_run_at))
 
     # -- transitions: the only ways the scheduler derives a new state ---------------------
     # Typed so mypy sees every change; values come from the scheduler itself, so they skip
@@ -105,10 +136,6 @@ class JobState(BaseModel):
             changes["in_flight"] = None
         return self._replace(**changes)
 
-    def with_revision(self, revision: int) -> JobState:
-        """The same state as stored at ``revision`` (stores set it; the scheduler passes it back)."""
-        return self if revision == self.revision else self._replace(revision=revision)
-
     def _replace(self, **changes: Any) -> JobState:
         """A copy with ``changes`` applied, without validation; unknown names are an error.
 
@@ -121,18 +148,48 @@ class JobState(BaseModel):
         new = object.__new__(JobState)
         values = self.__dict__.copy()
         values.update(changes)
+        extra = self.__pydantic_extra__
         object.__setattr__(new, "__dict__", values)
         object.__setattr__(new, "__pydantic_fields_set__", self.__pydantic_fields_set__ | changes.keys())
-        object.__setattr__(new, "__pydantic_extra__", self.__pydantic_extra__)
+        object.__setattr__(new, "__pydantic_extra__", None if extra is None else dict(extra))
         object.__setattr__(new, "__pydantic_private__", None)
         return new
 
+    def with_revision(self, revision: int) -> JobState:
+        """The same state as stored at ``revision`` (stores call this on load and save)."""
+        return self if self.revision == revision else self._replace(revision=revision)
+
     def to_json(self) -> str:
+        """The stored document: every field but ``revision``, unknown fields included."""
         return self.model_dump_json()
 
     @classmethod
     def from_json(cls, text: str | bytes) -> JobState:
         return cls.model_validate_json(text)
+
+
+class StateDocumentError(ValueError):
+    """A stored document this release cannot use (stores turn it into ``StoreError(DATA)``)."""
+
+
+def parse_document(raw: str | bytes, job_id: str, revision: int = 0) -> JobState:
+    """Decode a stored document for ``job_id``; raises StateDocumentError naming the problem.
+
+    A newer ``schema_version`` is named first, whatever else the document holds.
+    """
+    try:
+        state = JobState.model_validate_json(raw)
+    except ValidationError as exc:
+        # Summarise without the input: the stored value could be huge or sensitive.
+        errors = exc.errors(include_input=False, include_url=False)
+        newer = [e for e in errors if e["type"] == _NEWER_SCHEMA]
+        if newer:
+            raise StateDocumentError(f"refusing a document from a newer release: {newer[0]['msg']}") from exc
+        summary = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'document'}: {e['msg']}" for e in errors[:3])
+        raise StateDocumentError(f"stored value is not a valid JobState document ({summary})") from exc
+    if state.job_id != job_id:
+        raise StateDocumentError(f"stored document belongs to job {state.job_id!r}")
+    return state.with_revision(revision)
 
 
 @dataclass(frozen=True, slots=True)

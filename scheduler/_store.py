@@ -1,15 +1,17 @@
-"""The StateStore protocol and the in-memory store."""
+"""The StateStore protocol, its optional capabilities, and the in-memory store."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from ._clock import Clock
 from ._state import JobState
-from .events import SchedulerEvent
+
+if TYPE_CHECKING:
+    from ._clock import Clock
+    from .events import SchedulerEvent
 
 
 @runtime_checkable
@@ -18,18 +20,19 @@ class StateStore(Protocol):
 
     Contract (checked by ``scheduler.testing.check_state_store``):
 
-    * ``load`` returns the last saved state for the id, or None; never another job's.
-    * ``save`` replaces the stored state for ``state.job_id``; once it returns, a later
-      ``load`` (from this or another process for shared stores) sees it.
+    * ``load`` returns the last saved state for the id (its ``revision`` set to the stored
+      document's version counter), or None; never another job's.
+    * ``save`` replaces the stored state for ``state.job_id`` unconditionally (tools, seeding,
+      migrations) and bumps the stored revision; once it returns, a later ``load`` (from this
+      or another process for shared stores) sees it.
     * ``delete`` removes it; deleting a missing id is not an error.
     * ``aclose`` releases resources the store created; calls after it are undefined.
     * Failures raise ``StoreError`` with a kind (CONNECTION for transient problems, DATA for
-      content that cannot be read), the operation, and the job id.
+      content that cannot be read, including a document of a newer ``schema_version``, which
+      is never written over), the operation, and the job id.
 
-    Optional: ``async create(state) -> JobState`` saves ``state`` only if the job has no state
-    yet and returns the state now stored (ours, or the one another process created first).
-    Shared stores should provide it: instances of one job that start at the same moment then
-    agree on one first occurrence. Without it the scheduler falls back to ``save``.
+    Optional capabilities: :class:`ConditionalStateStore`, :class:`CreatingStateStore`,
+    :class:`AttachableStore`. Shared stores should provide the first two.
     """
 
     async def load(self, job_id: str) -> JobState | None: ...
@@ -43,12 +46,14 @@ class StateStore(Protocol):
 
 @runtime_checkable
 class ConditionalStateStore(Protocol):
-    """A store that can save only if nobody else saved since (compare-and-set on a revision).
+    """A store that saves only over the version the writer last saw.
 
-    ``save_if(state, expected_revision)`` atomically stores ``state`` with revision
-    ``expected_revision + 1`` and returns True when the stored document's revision equals
-    ``expected_revision`` (an absent document has revision 0); otherwise it stores nothing
-    and returns False.
+    ``save_if(state, expected_revision)``: atomically, on the server (inside a script, or an
+    ``UPDATE ... WHERE revision = ?``; never a client-side load-compare-save), if the stored
+    document's revision equals ``expected_revision`` (an absent document has revision 0),
+    store ``state`` with revision ``expected_revision + 1`` and return True; otherwise store
+    nothing and return False. ``state.revision`` is ignored. A stored document of a newer
+    ``schema_version`` raises ``StoreError(DATA)`` and is left as it is.
     """
 
     async def save_if(self, state: JobState, expected_revision: int) -> bool: ...
@@ -56,29 +61,44 @@ class ConditionalStateStore(Protocol):
 
 @runtime_checkable
 class CreatingStateStore(Protocol):
-    """A store that can save a state only if the job has none yet (returns the state now stored)."""
+    """A store that can save a job's first state only if it has none (save-if-absent).
+
+    ``create(state)`` returns the state now stored, with its revision: ``state`` itself at
+    revision 1 when it was written, else the state another process created first. Instances
+    of one job that start at the same moment then agree on one first occurrence.
+    """
 
     async def create(self, state: JobState) -> JobState: ...
 
 
 @dataclass(frozen=True, slots=True)
 class StoreAttachment:
-    """What a running scheduler lends an attachable store: its event sink, clock and call budget."""
+    """What the scheduler hands a store for the duration of ``run``."""
 
+    #: Where the store reports its own events (StoreDegraded, StoreRecovered).
     events: Callable[[SchedulerEvent], None]
+    #: The scheduler's clock (probe timing and event timestamps).
     clock: Clock
+    #: The scheduler's budget for one store call.
     call_timeout: timedelta
 
 
 @runtime_checkable
 class AttachableStore(Protocol):
-    """A store that reports events and paces itself by the scheduler; ``attach`` returns detach."""
+    """A store that wants the scheduler's event sink, clock and call budget while it runs.
+
+    ``attach(attachment)`` returns a function that detaches it again (the scheduler calls it
+    when ``run`` ends); the store stops any background work it started for the attachment.
+    """
 
     def attach(self, attachment: StoreAttachment) -> Callable[[], None]: ...
 
 
 class InMemoryStateStore:
-    """Keeps states in a dict. Share one instance between Schedulers to simulate a restart."""
+    """Keeps states in a dict. Share one instance between Schedulers to simulate a restart.
+
+    Implements :class:`ConditionalStateStore` and :class:`CreatingStateStore`.
+    """
 
     def __init__(self) -> None:
         self._states: dict[str, JobState] = {}
@@ -86,24 +106,23 @@ class InMemoryStateStore:
     async def load(self, job_id: str) -> JobState | None:
         return self._states.get(job_id)
 
+    def _revision(self, job_id: str) -> int:
+        stored = self._states.get(job_id)
+        return 0 if stored is None else stored.revision
+
     async def save(self, state: JobState) -> None:
         # JobState is frozen, so storing the object itself cannot alias a mutable value.
-        stored = self._states.get(state.job_id)
-        self._states[state.job_id] = state.with_revision(1 if stored is None else stored.revision + 1)
+        self._states[state.job_id] = state.with_revision(self._revision(state.job_id) + 1)
 
     async def save_if(self, state: JobState, expected_revision: int) -> bool:
-        stored = self._states.get(state.job_id)
-        if (0 if stored is None else stored.revision) != expected_revision:
+        if self._revision(state.job_id) != expected_revision:
             return False
         self._states[state.job_id] = state.with_revision(expected_revision + 1)
         return True
 
     async def create(self, state: JobState) -> JobState:
         """Save ``state`` unless the job already has one; return the state now stored."""
-        stored = self._states.get(state.job_id)
-        if stored is None:
-            stored = self._states[state.job_id] = state.with_revision(1)
-        return stored
+        return self._states.setdefault(state.job_id, state.with_revision(1))
 
     async def delete(self, job_id: str) -> None:
         self._states.pop(job_id, None)
@@ -112,7 +131,7 @@ class InMemoryStateStore:
         return None
 
     def snapshot(self) -> dict[str, JobState]:
-        """A copy of everything stored (for tests and the resilient store's write-back)."""
+        """A copy of everything stored (for tests)."""
         return dict(self._states)
 
     def __repr__(self) -> str:

@@ -79,11 +79,13 @@ def scrub(text: str, secrets: tuple[str, ...]) -> str:
 
 
 def create_client(url: str | None, connect_timeout: timedelta | float, timeout: timedelta | float) -> Redis:
-    """An asyncio client with bounded timeouts and a single immediate retry.
+    """An asyncio client with bounded timeouts and no retry.
 
-    One retry (no backoff) lets a pooled connection that died with a server restart
-    reconnect transparently, while a server that is really down fails within the
-    timeouts instead of redis-py's default backoff of several seconds.
+    No retry: a retried call on a hung server waits the timeout twice, and a call the server
+    may already have applied must not be sent again blindly. A pooled connection that a
+    server restart closed is noticed when the pool hands it out and replaced; after a
+    connection failure the callers also drop every idle connection (``drop_idle_connections``),
+    so one outage costs one failed call, not one per pooled connection.
     """
     from redis.asyncio import Redis
     from redis.asyncio.retry import Retry
@@ -95,9 +97,24 @@ def create_client(url: str | None, connect_timeout: timedelta | float, timeout: 
         normalize_url(url),
         socket_connect_timeout=connect_s,
         socket_timeout=timeout_s,
-        retry=Retry(NoBackoff(), 1),
+        retry=Retry(NoBackoff(), 0),
         decode_responses=False,
+        # RESP2: with RESP3, redis-py enables maintenance notifications and then skips its
+        # check that a pooled connection is still open, so a restart would fail a call.
+        protocol=2,
     )
+
+
+async def drop_idle_connections(client: Any) -> None:
+    """Close the pool's idle connections (after a connection failure they are likely dead)."""
+    pool = getattr(client, "connection_pool", None)
+    disconnect = getattr(pool, "disconnect", None)
+    if disconnect is None:
+        return
+    try:
+        await disconnect(inuse_connections=False)
+    except Exception:  # best effort: the next call reconnects anyway
+        pass
 
 
 def _seconds(value: timedelta | float, what: str) -> float:
@@ -120,7 +137,7 @@ def _kind(exc: BaseException) -> str:
         if reply.startswith(_TRANSIENT_REPLIES) or isinstance(exc, rx.ClusterDownError | rx.TryAgainError):
             return "connection"
         # Inside a script the reply may carry a prefix, so look for the code anywhere.
-        if "WRONGTYPE" in reply or "CORRUPTDATA" in reply:
+        if "WRONGTYPE" in reply or "CORRUPTDATA" in reply or "NEWERSCHEMA" in reply:
             return "data"
     return "unknown"
 

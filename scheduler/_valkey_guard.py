@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -9,13 +10,15 @@ from typing import TYPE_CHECKING, Any
 from ._clock import Clock, SystemClock
 from ._enums import GuardScope
 from ._errors import ExecutionGuardError, ExecutionGuardErrorKind, InvalidJobError, InvalidJobKind
-from ._guard import ExecutionLease, ExecutionSlot
+from ._guard import ExecutionLease, ExecutionSlot, LeaseTiming, lease_timing
 from ._time import format_utc_nanos, to_timedelta
 from ._valkey_common import (
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
     client_label,
     create_client,
     describe,
+    drop_idle_connections,
     guard_error_kind,
     is_redis_error,
     normalize_url,
@@ -94,9 +97,17 @@ return 1
 
 # KEYS as for renew. ARGV: token, scope. An occurrence key is not deleted: it becomes a
 # 'done:' marker with its remaining TTL, so a late instance still finds the occurrence taken.
+# Returns 1 when released (now, or by an earlier call of this token: the marker is ours),
+# 0 when the lease is gone (expired, or another token holds the key).
 _RELEASE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local marker = 'done:' .. ARGV[1]
+local held = redis.call('GET', KEYS[1])
+if held ~= ARGV[1] then
+  if held == marker or (ARGV[2] ~= 'occurrence' and not held and redis.call('GET', KEYS[2]) == marker) then
+    return 1
+  end
+  return 0
+end
 if ARGV[2] == 'occurrence' then
   redis.call('SET', KEYS[1], marker, 'KEEPTTL')
   redis.call('ZREM', KEYS[2], KEYS[1])
@@ -130,11 +141,19 @@ class ValkeyExecutionGuard:
       the remaining TTL; it is idempotent and safe to call again after a cancellation.
     * ``expires_at`` is the local clock before the call plus ``ttl``: never later than the
       server-side expiry, so "retry until expiry" stops in time.
-    * ``renew_interval`` must be shorter than ``ttl`` (else InvalidJobError, kind OTHER).
+    * ``release`` returns True when this token's lease was released (also by an earlier call),
+      False when it was already gone (expired, or another holder has the key).
+    * Timing (see :func:`scheduler._guard.lease_timing`): a renewal call has a deadline of
+      ``min(renew_interval / 2, 5 s)``; the lease counts as lost at ``expires_at`` minus the
+      safety margin ``max(ttl / 10, that deadline)``; construction requires
+      ``renew_interval + renewal deadline < ttl - margin`` (else InvalidJobError, kind OTHER).
+      After a successful ``renew`` the lease expires no earlier than the local time at which
+      the renew call started plus ``ttl``.
+    * Acquire and release have a deadline of ``timeout`` (default 5 s); a hung server fails
+      them with CONNECTION, never retried blindly.
     * The fence counter is as durable as the server: one without persistence starts again at
       1 after a restart. Enable AOF (or RDB with care) where fencing must survive restarts.
-    * ``url`` None means ``redis://127.0.0.1:6379/0``; the read timeout defaults to
-      min(5 s, renew_interval) so a hung call fails before the next renewal is due.
+    * ``url`` None means ``redis://127.0.0.1:6379/0``.
     """
 
     def __init__(
@@ -159,6 +178,19 @@ class ValkeyExecutionGuard:
                 InvalidJobKind.OTHER,
                 f"renew_interval must be positive and shorter than ttl: {self._renew_interval} vs {self.ttl}",
             )
+        self.timing: LeaseTiming = lease_timing(self.ttl, self._renew_interval)
+        call, margin = self.timing.renew_call_timeout, self.timing.safety_margin
+        if self._renew_interval + call >= self.ttl - margin:
+            raise InvalidJobError(
+                InvalidJobKind.OTHER,
+                f"renew_interval {_secs(self._renew_interval)} + renewal call deadline {_secs(call)} must be "
+                f"shorter than ttl {_secs(self.ttl)} - safety margin {_secs(margin)}: "
+                "use a shorter renew_interval or a longer ttl",
+            )
+        call_timeout = to_timedelta(timeout if timeout is not None else DEFAULT_TIMEOUT, "timeout")
+        if call_timeout <= timedelta(0):
+            raise InvalidJobError(InvalidJobKind.OTHER, f"timeout must be positive, got {timeout!r}")
+        self._timeout = call_timeout.total_seconds()
         if client is not None and url is not None:
             raise InvalidJobError(InvalidJobKind.OTHER, "pass either url or client to ValkeyExecutionGuard, not both")
         self.prefix = prefix
@@ -168,9 +200,7 @@ class ValkeyExecutionGuard:
             normalized = normalize_url(url)
             self._secrets = url_secrets(normalized)
             self._label = redact_url(normalized)
-            # A renewal call must fail before the next one is due, not hang past the expiry.
-            read_timeout = timeout if timeout is not None else min(timedelta(seconds=5), self._renew_interval)
-            self._client: Redis = create_client(normalized, connect_timeout, read_timeout)
+            self._client: Redis = create_client(normalized, connect_timeout, call_timeout)
         else:
             self._secrets = ()
             self._label = client_label(client)
@@ -221,12 +251,14 @@ class ValkeyExecutionGuard:
     async def renew(self, lease: ExecutionLease) -> bool:
         keys = self._lease_keys(lease)
         args = [lease.token, str(self._ttl_ms), lease.scope.value]
-        result = await self._call(self._renew, keys, args, lease.key, "renew")
+        deadline = self.timing.renew_call_timeout.total_seconds()
+        result = await self._call(self._renew, keys, args, lease.key, "renew", deadline)
         return self._int_reply(result, lease.key, "renew") == 1
 
-    async def release(self, lease: ExecutionLease) -> None:
+    async def release(self, lease: ExecutionLease) -> bool:
         keys = self._lease_keys(lease)
-        await self._call(self._release, keys, [lease.token, lease.scope.value], lease.key, "release")
+        result = await self._call(self._release, keys, [lease.token, lease.scope.value], lease.key, "release")
+        return self._int_reply(result, lease.key, "release") == 1
 
     def renew_interval(self, lease: ExecutionLease) -> timedelta | None:
         return self._renew_interval
@@ -243,14 +275,24 @@ class ValkeyExecutionGuard:
             return [lease.key, self.occurrence_key(slot)]
         return [lease.key, index]
 
-    async def _call(self, script: AsyncScript, keys: list[str], args: list[str], key: str, op: str) -> Any:
+    async def _call(
+        self, script: AsyncScript, keys: list[str], args: list[str], key: str, op: str, deadline: float | None = None
+    ) -> Any:
+        seconds = self._timeout if deadline is None else deadline
         try:
-            return await script(keys=keys, args=args)
+            async with asyncio.timeout(seconds):
+                return await script(keys=keys, args=args)
         except Exception as exc:
             if not is_redis_error(exc):
                 raise
-            message = f"execution guard {op} failed: {describe(exc, self._secrets)} (key {key!r} on {self._label})"
-            raise ExecutionGuardError(guard_error_kind(exc), message) from exc
+            kind = guard_error_kind(exc)
+            if kind is ExecutionGuardErrorKind.CONNECTION:
+                await drop_idle_connections(self._client)
+            detail = describe(exc, self._secrets)
+            if isinstance(exc, TimeoutError) and not str(exc):
+                detail = f"no reply within {seconds:g} s"
+            message = f"execution guard {op} failed: {detail} (key {key!r} on {self._label})"
+            raise ExecutionGuardError(kind, message) from exc
 
     def _int_reply(self, reply: Any, key: str, op: str) -> int:
         if isinstance(reply, int) and not isinstance(reply, bool):
@@ -260,3 +302,7 @@ class ValkeyExecutionGuard:
 
     def __repr__(self) -> str:
         return f"ValkeyExecutionGuard({self._label!r}, ttl={self.ttl}, renew_interval={self._renew_interval})"
+
+
+def _secs(value: timedelta) -> str:
+    return f"{value.total_seconds():g} s"

@@ -1,22 +1,31 @@
-"""ValkeyStateStore: one JSON string key per job on Valkey (or Redis), via redis.asyncio."""
+"""ValkeyStateStore: one JSON string key per job on Valkey (or Redis), via redis.asyncio.
+
+Beside each state key ``K`` a small hash, the version key, holds the document's ``revision``
+(bumped by every write) and ``schema_version``: ``{K}:version`` (the hash tag is the whole
+state key, so both live in one cluster slot; a state key containing ``}`` uses ``K:version``).
+Writes compare and bump it inside one script; they never read or decode the document itself
+(only a document that has no version key yet, written before revisions existed or by hand, is
+decoded once to check that it is JSON of a supported ``schema_version``).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
 from ._errors import InvalidJobError, InvalidJobKind, StoreError, StoreErrorKind, StoreOperation
 from ._resilient import ResilientStateStore
-from ._state import JobState
+from ._state import SCHEMA_VERSION, JobState, StateDocumentError, parse_document
+from ._time import to_timedelta
 from ._valkey_common import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_TIMEOUT,
     client_label,
     create_client,
     describe,
+    drop_idle_connections,
     is_redis_error,
     normalize_url,
     redact_url,
@@ -34,56 +43,103 @@ DEFAULT_PREFIX = "scheduler:valkey:job-state:"
 #: Where the reference system kept states before the ``valkey:`` segment; read-only fallback.
 LEGACY_PREFIX = "scheduler:job-state:"
 
-# KEYS: the state key. ARGV: the JSON document. Refuses (DATA) to replace a value that is not
-# a string or not JSON: a corrupted document is evidence, never overwritten silently.
-_SAVE = """
-local kind = redis.call('TYPE', KEYS[1])['ok']
-if kind ~= 'none' then
+# The stored revision of KEYS[1] (0 when absent), from its version key KEYS[2]. Errors, before
+# anything is written, when the key is not a string or the document is of a newer
+# schema_version than ARGV[2]. The schema version comes from the version key; only a document
+# written before version keys existed (or by hand) is decoded, once: the first write adds the
+# version key. Scripts are not rolled back, so the checks come first.
+_PRELUDE = """
+local function stored_revision()
+  local kind = redis.call('TYPE', KEYS[1])['ok']
+  if kind == 'none' then return 0 end
   if kind ~= 'string' then
-    return redis.error_reply('WRONGTYPE the key holds a ' .. kind .. ', not a JobState document')
+    return nil, redis.error_reply('WRONGTYPE the key holds a ' .. kind .. ', not a JobState document')
   end
-  if not pcall(cjson.decode, redis.call('GET', KEYS[1])) then
-    return redis.error_reply('CORRUPTDATA the stored value is not JSON; not overwriting it')
+  local meta = redis.call('HMGET', KEYS[2], 'revision', 'schema_version')
+  local schema = tonumber(meta[2])
+  if schema == nil then
+    local ok, doc = pcall(cjson.decode, redis.call('GET', KEYS[1]))
+    if not ok or type(doc) ~= 'table' then
+      return nil, redis.error_reply('CORRUPTDATA the stored value is not a JSON document; not overwriting it')
+    end
+    schema = tonumber(doc['schema_version']) or 1
   end
+  if schema > tonumber(ARGV[2]) then
+    return nil, redis.error_reply('NEWERSCHEMA the stored document has schema_version ' .. schema ..
+      ', newer than ' .. ARGV[2] .. '; not overwriting it')
+  end
+  return tonumber(meta[1]) or 0
 end
-redis.call('SET', KEYS[1], ARGV[1])
-return 1
+local function write(revision)
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('HSET', KEYS[2], 'revision', revision, 'schema_version', ARGV[2])
+  return revision
+end
 """
 
-
-# KEYS: the state key. ARGV: the JSON document. Writes it only if the key is absent; returns
-# nil when written, else the value already stored (another instance created it first).
-_CREATE = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
-  return false
-end
-return redis.call('GET', KEYS[1])
+# KEYS: state key, version key. ARGV: document, schema version, expected revision ('' for an
+# unconditional save). Returns the new revision, or -1 when the stored one differs (conflict).
+_WRITE = (
+    _PRELUDE
+    + """
+local current, err = stored_revision()
+if err then return err end
+if ARGV[3] ~= '' and current ~= tonumber(ARGV[3]) then return -1 end
+return write(current + 1)
 """
+)
+
+# KEYS, ARGV[1..2] as for _WRITE. Writes only if the state key is absent and returns 1; else
+# returns {revision, stored document} (another instance created it first).
+_CREATE = (
+    _PRELUDE
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return write(1) end
+local current, err = stored_revision()
+if err then return err end
+return {current, redis.call('GET', KEYS[1])}
+"""
+)
+
+
+def version_key(state_key: str) -> str:
+    """The hash beside ``state_key`` holding its revision and schema_version (same slot)."""
+    return f"{{{state_key}}}:version" if "}" not in state_key else f"{state_key}:version"
 
 
 class ValkeyStateStore:
     """Stores each job's JobState as JSON under ``prefix + job_id`` (no TTL).
 
-    Contract, beyond :class:`scheduler.StateStore`:
+    Contract, beyond :class:`scheduler.StateStore` (it implements ``ConditionalStateStore``
+    and ``CreatingStateStore``):
 
+    * The version key ``{prefix + job_id}:version`` (a hash: ``revision``, ``schema_version``)
+      sits beside the state key; every write bumps ``revision`` in the same script.
+      ``save_if`` compares it there, atomically. A missing state key has revision 0.
     * With the default prefix, a load that finds nothing also reads the legacy key
       ``scheduler:job-state:<job_id>`` (documents written by the reference system load as
-      they are); ``delete`` removes both keys. ``save`` writes only the new key.
-    * ``load`` is one round trip (the two GETs are pipelined), ``save`` and ``delete`` one each.
+      they are, at revision 0); ``delete`` removes both keys and the version key. Writes
+      touch only the new keys.
+    * ``load`` is one round trip (the reads are pipelined), each write one script call
+      (EVALSHA) and ``delete`` one round trip.
     * Errors raise :class:`scheduler.StoreError` naming the job id and the key. Connection
       refused/reset/timeouts and the transient replies LOADING, CLUSTERDOWN, MASTERDOWN,
       TRYAGAIN (and READONLY during a failover) are CONNECTION; undecodable JSON, a document
-      that fails validation or names another job, and WRONGTYPE are DATA; wrong credentials
-      and anything else are UNKNOWN.
-    * ``save`` is one script (EVALSHA) that refuses to replace a value that is not a string
-      or not JSON (DATA error): a corrupted value is never overwritten silently. The
-      scheduler also loads before it saves, so a DATA error on that load stops the run
-      first. Repair the key by hand or delete it (``scheduler reset``).
+      that fails validation, names another job or has a newer ``schema_version``, and
+      WRONGTYPE are DATA; wrong credentials and anything else are UNKNOWN.
+    * Writes refuse (DATA) to replace a key that is not a string or a document of a newer
+      ``schema_version``. They do not read a document that has a version key, so its
+      corruption is found by ``load`` (the scheduler loads before it saves); a document
+      without one (hand-written, or from before version keys) must be JSON. Repair or delete
+      a refused key (``scheduler reset``).
+    * Every call has a deadline of ``timeout`` (default 5 s): a hung server fails the call
+      with CONNECTION in that time, never retried blindly (a retry would double the wait).
+      A call cancelled by its caller leaves the client usable. A pooled connection that a
+      server restart closed is replaced when the next call takes it.
     * A ``client`` passed in is used as is and is not closed by :meth:`aclose`; a client the
       store created from ``url`` has bounded connect/read timeouts and is closed.
     * Credentials in the URL never appear in ``repr``, messages or events.
-    * ``url`` None means ``redis://127.0.0.1:6379/0``. Connect and read timeouts default to
-      5 s; a dead pooled connection (server restart) is retried once, immediately.
+    * ``url`` None means ``redis://127.0.0.1:6379/0``.
     """
 
     def __init__(
@@ -101,6 +157,9 @@ class ValkeyStateStore:
             raise InvalidJobError(InvalidJobKind.OTHER, f"prefix must be a string, got {prefix!r}")
         self.prefix = prefix
         self._owns_client = client is None
+        self._timeout = to_timedelta(timeout, "timeout").total_seconds()
+        if self._timeout <= 0:
+            raise InvalidJobError(InvalidJobKind.OTHER, f"timeout must be positive, got {timeout!r}")
         if client is None:
             normalized = normalize_url(url)
             self._secrets = url_secrets(normalized)
@@ -110,7 +169,7 @@ class ValkeyStateStore:
             self._secrets = ()
             self._label = client_label(client)
             self._client = client
-        self._save = self._client.register_script(_SAVE)
+        self._write = self._client.register_script(_WRITE)
         self._create = self._client.register_script(_CREATE)
 
     @classmethod
@@ -135,93 +194,113 @@ class ValkeyStateStore:
     def key(self, job_id: str) -> str:
         return self.prefix + job_id
 
+    def version_key(self, job_id: str) -> str:
+        return version_key(self.key(job_id))
+
     def _legacy_key(self, job_id: str) -> str | None:
         return LEGACY_PREFIX + job_id if self.prefix == DEFAULT_PREFIX else None
 
     def _error(self, kind: StoreErrorKind, op: StoreOperation, job_id: str, key: str, detail: str) -> StoreError:
         return StoreError(kind, op, job_id, f"{detail} (key {key!r} on {self._label})")
 
-    def _wrap(self, exc: BaseException, op: StoreOperation, job_id: str, key: str) -> StoreError:
-        return self._error(store_error_kind(exc), op, job_id, key, describe(exc, self._secrets))
+    async def _failed(self, exc: BaseException, op: StoreOperation, job_id: str, key: str) -> StoreError:
+        """The StoreError for a failed call; drops idle pooled connections after a connection failure."""
+        kind = store_error_kind(exc)
+        if kind is StoreErrorKind.CONNECTION:
+            await drop_idle_connections(self._client)
+        detail = describe(exc, self._secrets)
+        if isinstance(exc, TimeoutError) and not str(exc):
+            detail = f"no reply within {self._timeout:g} s"
+        return self._error(kind, op, job_id, key, detail)
 
     async def load(self, job_id: str) -> JobState | None:
         key = self.key(job_id)
         legacy = self._legacy_key(job_id)
         try:
-            if legacy is None:
-                replies: list[Any] = [await self._client.get(key)]
-            else:
-                # One round trip for both: the legacy read costs nothing extra on a miss.
+            async with asyncio.timeout(self._timeout):
+                # One round trip for all: the legacy read costs nothing extra on a miss.
                 async with self._client.pipeline(transaction=False) as pipe:
                     pipe.get(key)
-                    pipe.get(legacy)
-                    replies = await pipe.execute(raise_on_error=False)
+                    pipe.hmget(self.version_key(job_id), ["revision", "schema_version"])
+                    if legacy is not None:
+                        pipe.get(legacy)
+                    replies: list[Any] = await pipe.execute(raise_on_error=False)
         except Exception as exc:
             if not is_redis_error(exc):
                 raise
-            raise self._wrap(exc, StoreOperation.LOAD, job_id, key) from exc
-        for reply_key, reply in zip((key, legacy), replies, strict=False):
-            assert reply_key is not None
+            raise await self._failed(exc, StoreOperation.LOAD, job_id, key) from exc
+        for reply in replies:
             if isinstance(reply, BaseException):
-                raise self._wrap(reply, StoreOperation.LOAD, job_id, reply_key) from reply
-            if reply is not None:
-                return self._decode(job_id, reply_key, reply)
+                raise await self._failed(reply, StoreOperation.LOAD, job_id, key) from reply
+        raw, (revision, schema) = replies[0], replies[1]
+        if raw is not None:
+            if schema is not None and int(schema) > SCHEMA_VERSION:
+                detail = f"the version key says schema_version {int(schema)}, newer than {SCHEMA_VERSION}"
+                raise self._error(StoreErrorKind.DATA, StoreOperation.LOAD, job_id, key, detail)
+            return self._decode(job_id, key, raw, int(revision or 0), StoreOperation.LOAD)
+        if legacy is not None and replies[2] is not None:
+            return self._decode(job_id, legacy, replies[2], 0, StoreOperation.LOAD)
         return None
 
-    def _decode(self, job_id: str, key: str, raw: bytes | str) -> JobState:
+    def _decode(self, job_id: str, key: str, raw: bytes | str, revision: int, op: StoreOperation) -> JobState:
         try:
-            state = JobState.model_validate_json(raw)
-        except ValidationError as exc:
-            # Summarise without the input: the stored value could be huge or sensitive.
-            errors = exc.errors(include_input=False, include_url=False)
-            summary = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'document'}: {e['msg']}" for e in errors[:3])
-            detail = f"stored value is not a valid JobState document ({summary})"
-            raise self._error(StoreErrorKind.DATA, StoreOperation.LOAD, job_id, key, detail) from exc
-        if state.job_id != job_id:
-            detail = f"stored document belongs to job {state.job_id!r}"
-            raise self._error(StoreErrorKind.DATA, StoreOperation.LOAD, job_id, key, detail)
-        return state
+            return parse_document(raw, job_id, revision)
+        except StateDocumentError as exc:
+            raise self._error(StoreErrorKind.DATA, op, job_id, key, str(exc)) from exc
 
-    async def save(self, state: JobState) -> None:
+    async def _run_write(self, state: JobState, expected: str) -> int:
         key = self.key(state.job_id)
-        payload = state.model_dump_json()
+        args = [state.to_json(), str(SCHEMA_VERSION), expected]
         try:
-            await self._save(keys=[key], args=[payload])
+            async with asyncio.timeout(self._timeout):
+                reply = await self._write(keys=[key, self.version_key(state.job_id)], args=args)
         except Exception as exc:
             if not is_redis_error(exc):
                 raise
-            raise self._wrap(exc, StoreOperation.SAVE, state.job_id, key) from exc
+            raise await self._failed(exc, StoreOperation.SAVE, state.job_id, key) from exc
+        return int(reply)
+
+    async def save(self, state: JobState) -> None:
+        await self._run_write(state, "")
+
+    async def save_if(self, state: JobState, expected_revision: int) -> bool:
+        """Save only if the stored revision is ``expected_revision`` (0: no document)."""
+        return await self._run_write(state, str(int(expected_revision))) >= 0
 
     async def create(self, state: JobState) -> JobState:
         """Save ``state`` only if the job has no state yet; return the state now stored.
 
-        One script (SET NX, else GET), so instances starting together agree on one state.
+        One script (write if absent, else read back), so instances starting together agree.
         """
         key = self.key(state.job_id)
+        args = [state.to_json(), str(SCHEMA_VERSION)]
         try:
-            existing = await self._create(keys=[key], args=[state.model_dump_json()])
+            async with asyncio.timeout(self._timeout):
+                reply = await self._create(keys=[key, self.version_key(state.job_id)], args=args)
         except Exception as exc:
             if not is_redis_error(exc):
                 raise
-            raise self._wrap(exc, StoreOperation.SAVE, state.job_id, key) from exc
-        return state if existing is None else self._decode(state.job_id, key, existing)
+            raise await self._failed(exc, StoreOperation.SAVE, state.job_id, key) from exc
+        if isinstance(reply, list):
+            return self._decode(state.job_id, key, reply[1], int(reply[0]), StoreOperation.SAVE)
+        return state.with_revision(int(reply))
 
     async def delete(self, job_id: str) -> None:
         key = self.key(job_id)
         legacy = self._legacy_key(job_id)
         try:
-            if legacy is None:
-                await self._client.delete(key)
-            else:
-                # Two DELs, not one multi-key DEL: the keys may live in different cluster slots.
+            async with asyncio.timeout(self._timeout):
+                # Separate DELs, not one multi-key DEL: the keys may live in different cluster slots.
                 async with self._client.pipeline(transaction=False) as pipe:
                     pipe.delete(key)
-                    pipe.delete(legacy)
+                    pipe.delete(self.version_key(job_id))
+                    if legacy is not None:
+                        pipe.delete(legacy)
                     await pipe.execute()
         except Exception as exc:
             if not is_redis_error(exc):
                 raise
-            raise self._wrap(exc, StoreOperation.DELETE, job_id, key) from exc
+            raise await self._failed(exc, StoreOperation.DELETE, job_id, key) from exc
 
     async def aclose(self) -> None:
         if self._owns_client:

@@ -20,7 +20,7 @@ from typing import TypeVar
 from ._enums import GuardScope, RunStatus
 from ._guard import ExecutionGuard, ExecutionLease, ExecutionSlot
 from ._state import InFlight, JobState
-from ._store import StateStore
+from ._store import ConditionalStateStore, CreatingStateStore, StateStore
 from ._time import require_aware
 from .events import SchedulerEvent
 
@@ -270,15 +270,93 @@ async def acheck_state_store(factory: Factory[StateStore]) -> None:
         _check(_same(await store.load("contract-b:ü/ spaced"), other), "delete must remove only its own job")
         await store.delete("contract-a")  # deleting a missing id is not an error
         await store.delete("contract-b:ü/ spaced")
+        await _check_revisions(store, base)
+        if isinstance(store, ConditionalStateStore):
+            await _check_save_if(store, base)
+        if isinstance(store, CreatingStateStore):
+            await _check_create(store)
     finally:
         await store.aclose()
+
+
+async def _check_revisions(store: StateStore, base: datetime) -> None:
+    job = "contract-revision"
+    await store.save(JobState(job_id=job, trigger_count=1, next_run_at=base))
+    first = await store.load(job)
+    assert first is not None
+    _check(first.revision >= 1, f"a stored state must have a revision >= 1, got {first.revision}")
+    await store.save(first.model_copy(update={"trigger_count": 2}))
+    second = await store.load(job)
+    assert second is not None
+    _check(second.revision == first.revision + 1, "an unconditional save must bump the stored revision by one")
+    # A document written by a newer release of the same schema_version: its fields survive.
+    extended = JobState.model_validate({"job_id": job, "trigger_count": 3, "contract_future_field": {"n": 1}})
+    await store.save(extended)
+    kept = await store.load(job)
+    _check(
+        kept is not None and (kept.model_extra or {}).get("contract_future_field") == {"n": 1},
+        f"unknown fields of a same-version document must be preserved on save: {kept!r}",
+    )
+    await store.delete(job)
+    _check(await store.load(job) is None, "delete must remove a state that has a revision")
+
+
+async def _check_save_if(store: ConditionalStateStore, base: datetime) -> None:
+    plain: StateStore = store  # type: ignore[assignment]
+    job = "contract-conditional"
+    state = JobState(job_id=job, trigger_count=1, next_run_at=base)
+    _check(await store.save_if(state, 3) is False, "save_if over an absent document expecting revision 3 must fail")
+    _check(await plain.load(job) is None, "a failed save_if must store nothing")
+    _check(await store.save_if(state, 0) is True, "save_if expecting 0 must create an absent document")
+    loaded = await plain.load(job)
+    _check(
+        loaded == state and loaded is not None and loaded.revision == 1, f"save_if(…, 0) stores revision 1: {loaded!r}"
+    )
+    _check(await store.save_if(state, 0) is False, "save_if expecting 0 must fail once the document exists")
+    newer = state.model_copy(update={"trigger_count": 2})
+    _check(await store.save_if(newer, 1) is True, "save_if with the stored revision must succeed")
+    stale = state.model_copy(update={"trigger_count": 9})
+    _check(await store.save_if(stale, 1) is False, "save_if with a stale revision must fail (conflict)")
+    loaded = await plain.load(job)
+    _check(
+        loaded == newer and loaded is not None and loaded.revision == 2, f"a conflict must store nothing: {loaded!r}"
+    )
+    extended = JobState.model_validate({"job_id": job, "trigger_count": 3, "contract_future_field": [1, 2]})
+    _check(await store.save_if(extended, 2) is True, "save_if must accept any state of the job")
+    kept = await plain.load(job)
+    _check(
+        kept is not None and (kept.model_extra or {}).get("contract_future_field") == [1, 2] and kept.revision == 3,
+        f"save_if must preserve unknown fields and bump the revision: {kept!r}",
+    )
+    await plain.delete(job)
+    _check(await store.save_if(state, 3) is False, "after delete the document is absent (revision 0)")
+    _check(await store.save_if(state, 0) is True, "after delete save_if expecting 0 must succeed")
+    await plain.delete(job)
+
+
+async def _check_create(store: CreatingStateStore) -> None:
+    plain: StateStore = store  # type: ignore[assignment]
+    job = "contract-create"
+    ours = JobState(job_id=job, trigger_count=0, schedule_fingerprint="ours")
+    created = await store.create(ours)
+    _check(
+        created == ours and created.revision == 1, f"create of an absent job must store it at revision 1: {created!r}"
+    )
+    theirs = JobState(job_id=job, trigger_count=0, schedule_fingerprint="theirs")
+    again = await store.create(theirs)
+    _check(again == ours and again.revision >= 1, f"create must return the state already stored: {again!r}")
+    loaded = await plain.load(job)
+    _check(loaded == ours, "create must not replace an existing state")
+    await plain.delete(job)
 
 
 def check_state_store(factory: Factory[StateStore]) -> None:
     """Check a StateStore against the contract; raises AssertionError naming the broken rule.
 
-    ``factory`` returns a fresh, empty store (or an awaitable of one); it is called inside
-    the event loop the checks run on. Uses job ids starting with ``contract-``.
+    Covers revisions (each save bumps the stored one), unknown-field preservation, and the
+    optional capabilities the store implements: ``save_if`` (success, conflict, absent
+    document = revision 0) and ``create``. ``factory`` returns a fresh, empty store (or an
+    awaitable of one); it is called inside the event loop the checks run on. Uses job ids starting with ``contract-``.
     """
     asyncio.run(acheck_state_store(factory))
 
@@ -301,7 +379,8 @@ async def acheck_execution_guard(factory: Factory[ExecutionGuard], *, exclusive:
         _check(interval is None or interval > timedelta(0), "renew_interval must be None or positive")
         _check(await guard.renew(lease) is True, "renew of a held lease must return True")
         if not exclusive:
-            await guard.release(lease)
+            released = await guard.release(lease)
+            _check(released is not False, f"release of a held lease must return True or None, got {released!r}")
             return
         _check(await guard.acquire(slot) is None, "a second acquire of a held occurrence must be contended")
         later = ExecutionSlot(slot.job_id, slot.resource_id, slot.scope, at + timedelta(minutes=1))
@@ -312,9 +391,11 @@ async def acheck_execution_guard(factory: Factory[ExecutionGuard], *, exclusive:
             _check(lease2.fencing_token > lease.fencing_token, "fencing tokens must strictly increase")
         foreign = _with_token(lease, "not-the-owner")
         _check(await guard.renew(foreign) is False, "renew with a foreign token must return False")
-        await guard.release(foreign)
+        released = await guard.release(foreign)
+        _check(released is not True, f"release with a foreign token must return False or None, got {released!r}")
         _check(await guard.renew(lease) is True, "release with a foreign token must not remove the lease")
-        await guard.release(lease)
+        released = await guard.release(lease)
+        _check(released is not False, f"release of a held lease must return True or None, got {released!r}")
         _check(await guard.acquire(slot) is None, "a released occurrence must stay taken (completed marker)")
         resource = ExecutionSlot(slot.job_id, slot.resource_id, GuardScope.RESOURCE, at + timedelta(minutes=2))
         _check(await guard.acquire(resource) is None, "a RESOURCE lease must wait for live occurrence leases")

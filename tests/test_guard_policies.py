@@ -31,6 +31,7 @@ from scheduler import (
     StoreOperation,
     TaskContext,
 )
+from scheduler._guard import lease_timing
 from scheduler.events import (
     ExecutionGuardAcquired,
     ExecutionGuardContended,
@@ -245,7 +246,7 @@ async def test_renewal_errors_are_retried_until_expiry(clock: FakeClock, recorde
 
 
 async def test_renewal_errors_until_expiry_lose_the_lease(clock: FakeClock, recorder: RecordingObserver) -> None:
-    """Renewal calls that keep failing until the TTL runs out lose the lease."""
+    """Renewal calls that keep failing lose the lease before it expires (at expiry minus the safety margin)."""
     guard = FakeGuard(clock, ttl=20 * S)
     guard.renew_results = [ExecutionGuardError(ExecutionGuardErrorKind.CONNECTION, "down")] * 50
     report = await Scheduler(clock=clock, guard=guard, observer=recorder).run(
@@ -253,7 +254,9 @@ async def test_renewal_errors_until_expiry_lose_the_lease(clock: FakeClock, reco
     )
     lost = recorder.of_type(ExecutionGuardLost)
     assert len(lost) == 1
-    assert lost[0].at - (T0 + 60 * S) >= 20 * S
+    expires_at = T0 + 60 * S + 20 * S
+    margin = lease_timing(20 * S, guard.renew_every).safety_margin
+    assert lost[0].at == expires_at - margin < expires_at
     assert report.stop_reason is SchedulerStopReason.LEASE_LOST
 
 
@@ -349,3 +352,14 @@ async def test_replace_with_resource_scope_really_replaces(clock: FakeClock) -> 
     report = await Scheduler(clock=clock, guard=guard).run(job)
     assert [r.status for r in report.history] == [RunStatus.CANCELLED, RunStatus.SUCCESS]
     assert report.skipped == {}
+
+
+def test_lease_timing_follows_the_renewal_interval() -> None:
+    from scheduler._guard import lease_timing
+
+    cli_default = lease_timing(timedelta(seconds=30), timedelta(seconds=10))
+    assert (cli_default.renew_call_timeout, cli_default.safety_margin) == (timedelta(seconds=5),) * 2
+    short = lease_timing(timedelta(seconds=3), timedelta(seconds=1))
+    assert (short.renew_call_timeout, short.safety_margin) == (timedelta(seconds=0.5),) * 2
+    long = lease_timing(timedelta(minutes=10), timedelta(minutes=2))
+    assert (long.renew_call_timeout, long.safety_margin) == (timedelta(seconds=5), timedelta(minutes=1))

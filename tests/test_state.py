@@ -284,8 +284,12 @@ async def test_create_keeps_an_existing_state() -> None:
     """InMemoryStateStore.create saves only when absent and returns what is stored."""
     store = InMemoryStateStore()
     a, b = JobState(job_id="c", trigger_count=1), JobState(job_id="c", trigger_count=2)
-    assert await store.create(a) == a.with_revision(1)
-    assert await store.create(b) == a.with_revision(1)
+    created = await store.create(a)
+    assert created == a
+    assert created.revision == 1
+    again = await store.create(b)
+    assert again == a
+    assert again.revision == 1
 
 
 async def test_skipped_resumed_occurrence_clears_in_flight(clock: FakeClock) -> None:

@@ -1,0 +1,169 @@
+"""A hung (SIGSTOPped) or restarted server: bounded calls, no blind retry, usable client after."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+
+import pytest
+from redis.asyncio import Redis
+from valkey_server import ServerProcess
+
+from scheduler import JobState, StoreError, StoreErrorKind, ValkeyStateStore
+
+pytestmark = pytest.mark.valkey
+
+
+async def timed_failure(call: object) -> tuple[float, StoreError]:
+    started = time.monotonic()
+    with pytest.raises(StoreError) as caught:
+        await call  # type: ignore[misc]
+    return time.monotonic() - started, caught.value
+
+
+@pytest.mark.parametrize("timeout", [0.5, 5.0])
+async def test_hung_server_fails_a_call_within_its_timeout(private_server: ServerProcess, timeout: float) -> None:
+    store = ValkeyStateStore(private_server.url, timeout=timedelta(seconds=timeout))
+    try:
+        await store.save(JobState(job_id="h"))
+        private_server.freeze()
+        elapsed, error = await timed_failure(store.save(JobState(job_id="h", trigger_count=1)))
+        assert error.kind is StoreErrorKind.CONNECTION
+        assert timeout * 0.9 <= elapsed < timeout + 1, elapsed
+        elapsed, error = await timed_failure(store.load("h"))  # a fresh connection hangs the same way
+        assert error.kind is StoreErrorKind.CONNECTION
+        assert elapsed < timeout + 1, elapsed
+    finally:
+        private_server.thaw()
+        await store.aclose()
+
+
+async def test_a_call_cancelled_by_its_caller_leaves_the_client_usable(private_server: ServerProcess) -> None:
+    store = ValkeyStateStore(private_server.url)
+    try:
+        await store.save(JobState(job_id="c"))
+        private_server.freeze()
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await store.save(JobState(job_id="c", trigger_count=1))
+        assert time.monotonic() - started < 1
+        private_server.thaw()
+        await store.save(JobState(job_id="c", trigger_count=2))
+        loaded = await store.load("c")
+        assert loaded is not None
+        assert loaded.trigger_count == 2
+    finally:
+        private_server.thaw()
+        await store.aclose()
+
+
+async def test_a_restart_costs_no_failed_call(private_server: ServerProcess) -> None:
+    """Pooled connections closed by a restart are replaced when the pool hands them out."""
+    store = ValkeyStateStore(private_server.url)
+    try:
+        await asyncio.gather(*(store.save(JobState(job_id=f"r{i}")) for i in range(3)))  # several pooled
+        await asyncio.to_thread(private_server.restart)  # the loop runs meanwhile, as in production
+        await asyncio.gather(*(store.save(JobState(job_id=f"r{i}", trigger_count=1)) for i in range(3)))
+        assert await store.load("r0") == JobState(job_id="r0", trigger_count=1)
+    finally:
+        await store.aclose()
+
+
+async def test_a_stopped_server_fails_once_then_the_next_call_works(private_server: ServerProcess) -> None:
+    store = ValkeyStateStore(private_server.url)
+    try:
+        await asyncio.gather(*(store.save(JobState(job_id=f"s{i}")) for i in range(3)))
+        private_server.stop()
+        _, error = await timed_failure(store.load("s0"))
+        assert error.kind is StoreErrorKind.CONNECTION
+        private_server.start()
+        for i in range(3):
+            await store.save(JobState(job_id=f"s{i}", trigger_count=1))
+    finally:
+        await store.aclose()
+
+
+async def evalsha_calls(raw: Redis) -> int:
+    stats = await raw.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_a_save_applied_late_by_a_frozen_server_never_overwrites_newer_data(
+    private_server: ServerProcess,
+) -> None:
+    """Two conditional saves over revision 1 queue on a frozen server: exactly one applies."""
+    a = ValkeyStateStore(private_server.url, timeout=0.3)
+    b = ValkeyStateStore(private_server.url, timeout=10)
+    raw = Redis.from_url(private_server.url)
+    try:
+        assert await a.save_if(JobState(job_id="late", trigger_count=1), 0)
+        assert await b.save_if(JobState(job_id="late", trigger_count=1), 7) is False  # loads its script
+        before = await evalsha_calls(raw)
+        private_server.freeze()
+        _, error = await timed_failure(a.save_if(JobState(job_id="late", trigger_count=2), 1))  # in flight
+        assert error.kind is StoreErrorKind.CONNECTION
+        newer = asyncio.create_task(b.save_if(JobState(job_id="late", trigger_count=5), 1))
+        await asyncio.sleep(0.05)  # let b's command reach the frozen server's socket
+        private_server.thaw()
+        b_applied = await newer
+        deadline = time.monotonic() + 5
+        while await evalsha_calls(raw) < before + 2:  # a's late command has run too
+            assert time.monotonic() < deadline, "the late save never reached the server"
+            await asyncio.sleep(0.02)
+        stored = await b.load("late")
+        assert stored is not None
+        assert stored.revision == 2  # exactly one of the two applied
+        assert stored.trigger_count == (5 if b_applied else 2)
+    finally:
+        private_server.thaw()
+        await raw.aclose()
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_guard_release_reports_whether_it_released(private_server: ServerProcess) -> None:
+    from datetime import UTC, datetime
+
+    from scheduler import ExecutionSlot, GuardScope, ValkeyExecutionGuard
+
+    guard = ValkeyExecutionGuard(private_server.url, ttl=0.3, renew_interval=0.1)
+    at = datetime(2025, 1, 1, tzinfo=UTC)
+    try:
+        lease = await guard.acquire(ExecutionSlot("g", "g", GuardScope.OCCURRENCE, at))
+        assert lease is not None
+        assert await guard.release(lease) is True
+        assert await guard.release(lease) is True  # a repeated release (after a lost reply) still says so
+        expiring = await guard.acquire(ExecutionSlot("g", "g", GuardScope.OCCURRENCE, at.replace(minute=1)))
+        assert expiring is not None
+        deadline = time.monotonic() + 5
+        while await guard.renew(expiring):  # renew reports the expiry: then release must say False
+            assert time.monotonic() < deadline
+            await guard.client.pexpire(expiring.key, 1)
+        assert await guard.release(expiring) is False
+    finally:
+        await guard.aclose()
+
+
+async def test_guard_renew_call_respects_its_deadline_on_a_hung_server(private_server: ServerProcess) -> None:
+    from datetime import UTC, datetime
+
+    from scheduler import ExecutionGuardError, ExecutionGuardErrorKind, ExecutionSlot, GuardScope, ValkeyExecutionGuard
+
+    guard = ValkeyExecutionGuard(private_server.url, ttl=3, renew_interval=1)
+    try:
+        lease = await guard.acquire(ExecutionSlot("f", "f", GuardScope.OCCURRENCE, datetime(2025, 1, 1, tzinfo=UTC)))
+        assert lease is not None
+        private_server.freeze()
+        started = time.monotonic()
+        with pytest.raises(ExecutionGuardError) as caught:
+            await guard.renew(lease)
+        elapsed = time.monotonic() - started
+        assert caught.value.kind is ExecutionGuardErrorKind.CONNECTION
+        assert 0.4 <= elapsed < 0.5 + 0.5, elapsed  # renewal deadline min(1 s / 2, 5 s)
+        private_server.thaw()
+        assert await guard.renew(lease) is True
+    finally:
+        private_server.thaw()
+        await guard.aclose()
