@@ -207,7 +207,7 @@ def _check_job_id(job_id: object, what: str = "job_id") -> str:
         shown = job_id.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
         raise InvalidJobError(
             InvalidJobKind.JOB_ID,
-            f"{what} {shown!r} contains control characters or a lone surrogate (U+{ord(bad):04X})",
+            f"{what} '{shown}' contains control characters or a lone surrogate (U+{ord(bad):04X})",
         )
     return job_id
 
