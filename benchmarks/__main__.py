@@ -62,7 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", choices=SCENARIOS, default=list(SCENARIOS))
     parser.add_argument("--profile", action="store_true", help="also sample the scheduler's CPU with py-spy")
     parser.add_argument("--no-publish", action="store_true", help="print only; do not write results or docs")
+    parser.add_argument("--render", action="store_true", help="only rewrite the report from results/latest.json")
     args = parser.parse_args(argv)
+    if args.render:
+        data = json.loads((RESULTS / "latest.json").read_text())
+        publish(data, report.render(data))
+        return 0
     sizes = scenarios.QUICK if args.quick else scenarios.FULL
     only = set(args.only)
     meta = {**environment(), "quick": args.quick, "rounds": args.rounds, "sizes": sizes}
@@ -85,9 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_publish:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "latest.json").write_text(json.dumps(data, indent=1) + "\n")
-        report.plot(data, RESULTS / "lateness.png")
-        (ROOT / "docs" / "benchmarks.md").write_text(report.document(data, markdown))
+        publish(data, markdown)
     return 0
+
+
+def publish(data: dict[str, Any], markdown: str) -> None:
+    report.plot(data, RESULTS / "lateness.png")
+    (ROOT / "docs" / "benchmarks.md").write_text(report.document(data, markdown))
 
 
 def _cpu_model() -> str:

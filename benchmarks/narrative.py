@@ -6,6 +6,7 @@ the run being published, so the notes follow the run they describe.
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from . import scenarios
@@ -133,7 +134,7 @@ def _cpu_note(data: dict[str, Any]) -> str:
   of CPU per run against the `call_at` floor's {_m(data, _ovh(sat, "floor", "cpu_us_per_run"), 1)} µs.
   With an observer that receives every event it spends
   {_m(data, _ovh(sat, "lib_observer", "cpu_us_per_run"), 1)} µs, with the SQLite store
-  {_m(data, _ovh(sat, "lib_sqlite", "cpu_us_per_run"), 1)} µs (two committed writes per run).
+  {_m(data, _ovh(sat, "lib_sqlite", "cpu_us_per_run"), 1)} µs.
   APScheduler 3 with `coalesce=False` spends {_m(data, _ovh(sat, "aps3", "cpu_us_per_run"), 1)} µs:
   it runs a saturated backlog inline in one coroutine (no task per run, pace
   {_m(data, _ovh(sat, "aps3", "pace"), 2)}), which is below the floor and not comparable; hence
@@ -172,16 +173,74 @@ def _other_notes(data: dict[str, Any]) -> str:
   once in {cli} ms."""
 
 
+def _top(data: dict[str, Any], label: str, kind: str = "self_pct", n: int = 4) -> str:
+    found = data.get("profile", {}).get(label, {})
+    if kind not in found:
+        return "not profiled in this run (`python -m benchmarks --profile`)"
+    return ", ".join(f"`{name}` {pct:.1f} %" for name, pct in found[kind][:n])
+
+
+def _limits(data: dict[str, Any], key: str) -> str:
+    """What the run's own figures say limits a target (empty when they say nothing more)."""
+    lib100, spin100 = _lat("100ms", "lib", "p50_us"), _lat("100ms", "spin", "p50_us")
+    if key == "cpu_per_run":
+        return f"py-spy self time of the saturated run: {_top(data, 'saturated')}."
+    if key == "cpu_paced":
+        return (
+            f"Between runs the wait yields to the loop for the whole gap; py-spy self time of the paced run: "
+            f"{_top(data, 'paced')}."
+        )
+    if key == "p50_100ms":
+        return (
+            f"The spin floor's p50 is {_m(data, spin100)} µs and the scheduler's {_m(data, lib100)} µs: "
+            f"{_diff(data, lib100, spin100)} µs between the end of the wait and the task's first line."
+        )
+    if key in ("p99_100ms", "p95_1s", "max_1s"):
+        return "Compare the scheduler's tail with the spin floor's in the punctuality table (same wait, no runner)."
+    if key == "cpu_10ms":
+        spin, aps = _lat("10ms", "spin", "cpu_pct"), _lat("10ms", "aps3", "cpu_pct")
+        return (
+            f"The wait alone (spin floor) uses {_m(data, lambda r: spin(r) / aps(r), 2)}× APScheduler 3's CPU "
+            "at this period: bounding the yield loop is what moves this figure."
+        )
+    if key in ("import_warm", "import_cold", "no_pydantic"):
+        packages = median_packages(data)
+        return (
+            "Self import time by package (warm, `-X importtime`): "
+            + ", ".join(f"{name} {ms:.1f} ms" for name, ms in packages[:6])
+            + "."
+        )
+    if key == "valkey_rt":
+        return f"{_m(data, lambda r: r['valkey']['both']['commands_per_run'], 2)} Valkey calls per run."
+    return ""
+
+
+def median_packages(data: dict[str, Any]) -> list[tuple[str, float]]:
+    names = {n for r in data["rounds"] for n in r.get("footprint", {}).get("import_self_ms_by_package", {})}
+    found = [(n, median(data, lambda r, n=n: r["footprint"]["import_self_ms_by_package"][n])) for n in names]
+    return sorted(((n, v) for n, v in found if v is not None), key=lambda kv: -kv[1])
+
+
 def _misses(data: dict[str, Any]) -> str:
     lines = []
     for j in judge(data):
         if j["verdict"] != "met":
             t, s = j["target"], j["spread"]
+            d = t.digits
             lines.append(
-                f"* {j['verdict']}: {t.label}: {s['median']:,.{t.digits}f} {t.unit} "
-                f"({s['min']:,.{t.digits}f}–{s['max']:,.{t.digits}f})"
+                f"* **{j['verdict']}**: {t.label}: {s['median']:,.{d}f} ({s['min']:,.{d}f}–{s['max']:,.{d}f})"
+                f" {t.unit}. {_limits(data, t.key)}".rstrip()
             )
     return "\n".join(lines) if lines else "* none: every measured target is met in every round."
+
+
+def reflow(text: str, width: int = 100) -> str:
+    """Re-wrap each bullet after the figures are filled in, so the Markdown source stays tidy."""
+    out = []
+    for block in text.split("\n* "):
+        body = " ".join(block.removeprefix("* ").split())
+        out.append(textwrap.fill(body, width, initial_indent="* ", subsequent_indent="  "))
+    return "\n".join(out)
 
 
 def document(data: dict[str, Any], markdown: str) -> str:
@@ -199,8 +258,8 @@ def document(data: dict[str, Any], markdown: str) -> str:
         + "\n## Results\n\n"
         + markdown
         + "\n## Notes on the figures (written from this run)\n\n"
-        + "\n".join(notes)
-        + "\n\n## Targets not met in this run\n\n"
-        + _misses(data)
+        + reflow("\n".join(notes))
+        + "\n\n## Targets not met in this run, and what limits them\n\n"
+        + reflow(_misses(data))
         + f"\n\n<!-- peer keys in latest.json: {names} -->\n"
     )

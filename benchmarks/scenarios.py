@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from ._run import PYTHON, python_says, wall_seconds, worker, workers_concurrently
+from ._run import PYTHON, ROOT, python_says, wall_seconds, worker, workers_concurrently
 
 #: Lateness peers: the scheduler, APScheduler 3 and 4, the ``call_at`` floor, the spin floor.
 PUNCTUALITY_PEERS = ("lib", "aps3", "aps4", "floor", "spin")
@@ -145,9 +146,25 @@ def footprint(sizes: dict[str, Any]) -> dict[str, Any]:
                 cold[label].append(wall_seconds([PYTHON, "-c", code], env=env) * 1e3)
     pydantic, redis = python_says(PROBE).split()
     return {
+        "import_self_ms_by_package": import_profile(CORE_API),
         "warm": {label: statistics.median(v) for label, v in warm.items()},
         "cold": {label: statistics.median(v) for label, v in cold.items()},
         "cli_ms": statistics.median(wall_seconds(CLI) * 1e3 for _ in range(sizes["cli_reps"])),
         "pydantic_imported": pydantic == "True",
         "redis_imported": redis == "True",
     }
+
+
+def import_profile(statement: str) -> dict[str, float]:
+    """Self import time (ms, warm, ``-X importtime``) summed by top-level package, largest first."""
+    done = subprocess.run(
+        [PYTHON, "-X", "importtime", "-c", statement], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    by_package: dict[str, float] = {}
+    for line in done.stderr.splitlines():
+        parts = line.removeprefix("import time:").split("|")
+        if len(parts) != 3 or not parts[0].strip().isdigit():
+            continue
+        package = parts[2].strip().split(".")[0]
+        by_package[package] = by_package.get(package, 0.0) + int(parts[0]) / 1000
+    return {k: round(v, 1) for k, v in sorted(by_package.items(), key=lambda kv: -kv[1])[:10]}
