@@ -35,10 +35,6 @@ def _recomputed_next(job: Job, zone: ZoneInfo, state: JobState, now: datetime) -
     return job.schedule.first(now, zone)
 
 
-def _same_document(a: JobState, b: JobState) -> bool:
-    return a.model_dump(exclude={"revision"}) == b.model_dump(exclude={"revision"})
-
-
 def new_state(job: Job, zone: ZoneInfo, now: datetime) -> JobState:
     first = None if job.max_runs == 0 else job.schedule.first(now, zone)
     return JobState(job_id=job.job_id, next_run_at=first, schedule_fingerprint=job.schedule.fingerprint(zone))
@@ -60,7 +56,7 @@ async def load_state(
         # Instances starting together must agree on one first occurrence (an interval is
         # anchored to "now"): whoever creates the state first wins, the others adopt it.
         created = await persistence.create(state)
-        if _same_document(created, state):
+        if created == state:  # ours (equality ignores the revision)
             emit(
                 StateLoaded(
                     job_id=job.job_id,
@@ -100,7 +96,8 @@ async def load_state(
         flight = state.in_flight
         resume = Trigger(flight.occurrence, True, state.trigger_count, TriggerSource.SCHEDULED, resumed=True)
     if state != stored:
-        committed = await persistence.commit(state)
+        # Several changes may have advanced the revision: the stored document is one behind.
+        committed = await persistence.commit(state.with_revision(stored.revision + 1))
         if committed is None:  # another replica saved meanwhile: start from its document
             return await load_state(persistence, job, zone, now, emit, resume_interrupted=resume_interrupted)
         state = committed

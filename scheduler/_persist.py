@@ -25,7 +25,9 @@ class Persistence:
     def __init__(self, store: StateStore, job_id: str, call_timeout: timedelta) -> None:
         self.store = store
         self.job_id = job_id
-        self.conditional = isinstance(store, ConditionalStateStore)
+        # Resolved once: a runtime-checkable Protocol's isinstance is slow for the hot path.
+        self._save_if = store.save_if if isinstance(store, ConditionalStateStore) else None
+        self.conditional = self._save_if is not None
         # The in-memory store cannot hang: skip the timer on the hot path.
         self._timeout = None if isinstance(store, InMemoryStateStore) else call_timeout.total_seconds()
 
@@ -44,18 +46,18 @@ class Persistence:
         return await self._bounded(self.store.load(self.job_id), StoreOperation.LOAD)
 
     async def commit(self, state: JobState) -> JobState | None:
-        """Save ``state`` if the stored document is still at ``state.revision``.
+        """Save ``state``, the next version of the document, if the stored one is still at
+        ``state.revision - 1`` (a state transition advances the revision by one).
 
-        Returns the state as now stored (its revision advanced), or None when another process
-        saved in between: the caller must re-read and decide again.
+        Returns ``state`` (now stored at its revision), or None when another process saved in
+        between: the caller must re-read and decide again.
         """
-        if not self.conditional:
+        save_if = self._save_if
+        if save_if is None:
             await self._bounded(self.store.save(state), StoreOperation.SAVE)
             return state
-        store = self.store
-        assert isinstance(store, ConditionalStateStore)
-        if await self._bounded(store.save_if(state, state.revision), StoreOperation.SAVE):
-            return state.with_revision(state.revision + 1)
+        if await self._bounded(save_if(state, state.revision - 1), StoreOperation.SAVE):
+            return state
         return None
 
     async def create(self, state: JobState) -> JobState:
@@ -63,7 +65,7 @@ class Persistence:
         store = self.store
         if isinstance(store, CreatingStateStore):
             return await self._bounded(store.create(state), StoreOperation.SAVE)
-        committed = await self.commit(state)
+        committed = await self.commit(state.with_revision(1))
         if committed is not None:
             return committed
         stored = await self.load()  # created by another process a moment ago

@@ -102,37 +102,48 @@ class InMemoryStateStore:
 
     def __init__(self) -> None:
         self._states: dict[str, JobState] = {}
+        # Kept apart from the states so that a save stores the caller's object as it is.
+        self._revisions: dict[str, int] = {}
 
     async def load(self, job_id: str) -> JobState | None:
-        return self._states.get(job_id)
+        state = self._states.get(job_id)
+        return None if state is None else state.with_revision(self._revisions[job_id])
 
     def _revision(self, job_id: str) -> int:
-        stored = self._states.get(job_id)
-        return 0 if stored is None else stored.revision
+        return self._revisions.get(job_id, 0)
 
     async def save(self, state: JobState) -> None:
         # JobState is frozen, so storing the object itself cannot alias a mutable value.
-        self._states[state.job_id] = state.with_revision(self._revision(state.job_id) + 1)
+        job_id = state.job_id
+        self._states[job_id] = state
+        self._revisions[job_id] = self._revisions.get(job_id, 0) + 1
 
     async def save_if(self, state: JobState, expected_revision: int) -> bool:
-        if self._revision(state.job_id) != expected_revision:
+        job_id = state.job_id
+        if self._revisions.get(job_id, 0) != expected_revision:
             return False
-        self._states[state.job_id] = state.with_revision(expected_revision + 1)
+        self._states[job_id] = state
+        self._revisions[job_id] = expected_revision + 1
         return True
 
     async def create(self, state: JobState) -> JobState:
         """Save ``state`` unless the job already has one; return the state now stored."""
-        return self._states.setdefault(state.job_id, state.with_revision(1))
+        job_id = state.job_id
+        if job_id not in self._states:
+            self._states[job_id] = state
+            self._revisions[job_id] = 1
+        return self._states[job_id].with_revision(self._revisions[job_id])
 
     async def delete(self, job_id: str) -> None:
         self._states.pop(job_id, None)
+        self._revisions.pop(job_id, None)
 
     async def aclose(self) -> None:
         return None
 
     def snapshot(self) -> dict[str, JobState]:
-        """A copy of everything stored (for tests)."""
-        return dict(self._states)
+        """A copy of everything stored, each state at its revision (for tests)."""
+        return {job_id: state.with_revision(self._revisions[job_id]) for job_id, state in self._states.items()}
 
     def __repr__(self) -> str:
         return f"InMemoryStateStore({len(self._states)} jobs)"
