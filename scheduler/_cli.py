@@ -22,6 +22,7 @@ from ._errors import InvalidJobError, InvalidJobKind, SchedulerError, StoreError
 from ._state import JobState
 from ._store import InMemoryStateStore, StateStore
 from ._time import to_zone
+from ._valkey_common import is_valkey_url
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -79,16 +80,14 @@ def open_store(url: str) -> StateStore:
         from ._sqlite import SqliteStateStore
 
         return SqliteStateStore(path)
-    resilient = scheme.startswith("resilient+")
-    inner = text[len("resilient+") :] if resilient else text
-    if inner.partition(":")[0].lower() in {"valkey", "valkeys", "redis", "rediss"}:
-        from ._valkey_store import ValkeyStateStore
+    if is_valkey_url(text):
+        from ._valkey_store import open_valkey_store
 
-        return ValkeyStateStore.resilient(inner) if resilient else ValkeyStateStore(inner)
+        return open_valkey_store(text)
     raise InvalidJobError(
         InvalidJobKind.OTHER,
         f"unsupported state URL {redact(text)!r}: use sqlite:///path, memory:, valkey://, redis://, "
-        "rediss:// or resilient+valkey://",
+        "rediss://, valkey+cluster://, redis+cluster:// or resilient+valkey[+cluster]://",
     )
 
 

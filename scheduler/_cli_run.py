@@ -28,6 +28,7 @@ from ._observers import LogObserver
 from ._schedules import AtTimes, Interval, Schedule
 from ._state import SchedulerReport
 from ._time import format_utc
+from ._valkey_common import is_valkey_url
 from .events import RunCompleted, RunSkipped, RunsMissed, SchedulerEvent, TriggerEmitted
 
 _log = logging.getLogger("scheduler.cli")
@@ -63,12 +64,13 @@ def build_job(args: argparse.Namespace, command: list[str]) -> tuple[Job, Schedu
 
 
 def open_guard(url: str, ttl: timedelta) -> ExecutionGuard:
-    if url.partition(":")[0].lower() not in {"valkey", "valkeys", "redis", "rediss"}:
-        raise InvalidJobError(InvalidJobKind.OTHER, f"unsupported guard URL {redact(url)!r}: use valkey:// or redis://")
-    from ._valkey_guard import ValkeyExecutionGuard
+    if not is_valkey_url(url) or url.strip().lower().startswith("resilient+"):
+        raise InvalidJobError(
+            InvalidJobKind.OTHER, f"unsupported guard URL {redact(url)!r}: use valkey://, redis:// or valkey+cluster://"
+        )
+    from ._valkey_guard import open_valkey_guard
 
-    # Renew three times per TTL: two renewals may fail before the lease is in danger.
-    return ValkeyExecutionGuard(url, ttl=ttl, renew_interval=ttl / 3)
+    return open_valkey_guard(url, ttl)
 
 
 class JsonLinesObserver:

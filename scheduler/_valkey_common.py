@@ -34,6 +34,12 @@ CLUSTER_HINT = (
 REDACTED = "***"
 
 
+def is_valkey_url(url: str) -> bool:
+    """Whether ``url`` names a Valkey server or cluster (``resilient+`` allowed in front)."""
+    scheme = url.strip().partition("://")[0].lower().removeprefix("resilient+").removesuffix(CLUSTER_SUFFIX)
+    return scheme in {"valkey", "valkeys", "redis", "rediss"}
+
+
 def split_cluster(url: str | None) -> tuple[str | None, bool]:
     """``(url without '+cluster' in its scheme, whether it named a cluster)``."""
     if url is None:

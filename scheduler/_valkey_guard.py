@@ -370,3 +370,11 @@ class ValkeyExecutionGuard:
 
 def _secs(value: timedelta) -> str:
     return f"{value.total_seconds():g} s"
+
+
+def open_valkey_guard(url: str, ttl: timedelta) -> ValkeyExecutionGuard:
+    """The guard a command-line URL names (``+cluster`` selects a cluster); renews 3 times per TTL."""
+    if url.strip().lower().startswith("resilient+"):
+        raise InvalidJobError(InvalidJobKind.OTHER, "resilient+ applies to the state store, not to the guard URL")
+    # Two renewals may fail before the lease is in danger.
+    return ValkeyExecutionGuard(url, ttl=ttl, renew_interval=ttl / 3)

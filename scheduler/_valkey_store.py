@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
     from ._clock import Clock
     from ._guard import ExecutionGuard, ExecutionLease, ExecutionSlot
+    from ._store import StateStore
     from ._valkey_combined import CombinedScripts
     from ._valkey_guard import ValkeyExecutionGuard
     from .events import SchedulerEvent
@@ -452,3 +453,11 @@ def _valkey(guard: ExecutionGuard) -> ValkeyExecutionGuard:
     if not isinstance(guard, ValkeyExecutionGuard):
         raise TypeError(f"the combined scripts need a ValkeyExecutionGuard, got {guard!r}")
     return guard
+
+
+def open_valkey_store(url: str) -> StateStore:
+    """The store a command-line URL names: ``[resilient+](valkey|redis)[s][+cluster]://...``."""
+    text = url.strip()
+    if text.lower().startswith("resilient+"):
+        return ValkeyStateStore.resilient(text[len("resilient+") :])
+    return ValkeyStateStore(text)
