@@ -105,8 +105,11 @@ class Scheduler:
             self._running = False
 
     def run_sync(self, job: Job) -> SchedulerReport:
-        """``asyncio.run(self.run(job))`` for scripts."""
-        return asyncio.run(self.run(job))
+        """Run ``job`` on a fresh event loop (for scripts). The first Ctrl-C stops gracefully,
+        a second cancels; either way the report is returned, with no traceback."""
+        from ._sync import run_sync
+
+        return run_sync(self, job)
 
 
 def call_budget(config: SchedulerConfig, job: Job, now: datetime) -> timedelta:
