@@ -31,6 +31,7 @@ from ._clock import SystemClock
 from ._cron import Cron
 from ._duration import parse_duration
 from ._errors import InvalidJobError, SchedulerError, StoreError
+from ._job import check_job_id
 from ._state import JobState
 from ._time import MAX_DURATION, to_zone
 
@@ -61,6 +62,14 @@ def _duration_arg(text: str) -> timedelta:
     if value > MAX_DURATION:
         raise argparse.ArgumentTypeError(f"duration {text!r} is longer than {MAX_DURATION.days} days")
     return value
+
+
+def _job_id_arg(text: str) -> str:
+    """The same rules as ``Job``: checked before any store sees the id."""
+    try:
+        return check_job_id(text, "--job-id")
+    except InvalidJobError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _positive_duration(text: str) -> timedelta:
@@ -106,7 +115,9 @@ def _choices(values: Sequence[str]) -> str:
 def add_run_options(run: argparse.ArgumentParser) -> None:
     """The flags of ``run`` and ``check`` (each also readable from ``SCHEDULER_<FLAG>``)."""
     job = run.add_argument_group("job")
-    job.add_argument("--job-id", required=True, metavar="ID", help="key of the persisted state (required)")
+    job.add_argument(
+        "--job-id", required=True, type=_job_id_arg, metavar="ID", help="key of the persisted state (required)"
+    )
     when = job.add_mutually_exclusive_group(required=True)
     when.add_argument("--every", type=_positive_duration, metavar="DURATION", help="interval: 90s, 5m, 1h30m, PT5M")
     when.add_argument("--cron", metavar="EXPR", help="cron expression, 5 or 6 fields, or @daily etc.")
@@ -205,7 +216,7 @@ def build_parser() -> _Parser:
     nxt.add_argument("--after", metavar="ISO", help="start after this instant (default: now)")
     for name, text in (("status", "print the persisted state of a job"), ("reset", "delete a job's state")):
         cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("--job-id", required=True, metavar="ID", help="the job (required)")
+        cmd.add_argument("--job-id", required=True, type=_job_id_arg, metavar="ID", help="the job (required)")
         _state_options(cmd)
         if name == "status":
             cmd.add_argument("--timezone", metavar="TZ", help="zone for local times (default: the system's)")

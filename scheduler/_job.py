@@ -193,7 +193,7 @@ def _real(value: object, what: str) -> float:
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
-def _check_job_id(job_id: object, what: str = "job_id") -> str:
+def check_job_id(job_id: object, what: str = "job_id") -> str:
     if not isinstance(job_id, str):
         raise wrong_type(what, "a string", job_id, InvalidJobKind.JOB_ID)
     if not job_id.strip():
@@ -248,7 +248,7 @@ class Job:
         jitter: timedelta | float = timedelta(0),
     ) -> None:
         set_ = object.__setattr__
-        set_(self, "job_id", _check_job_id(job_id))
+        set_(self, "job_id", check_job_id(job_id))
         if not isinstance(schedule, Schedule):
             raise wrong_type("schedule", "an Interval, AtTimes or Cron", schedule)
         set_(self, "schedule", schedule)
@@ -266,7 +266,7 @@ class Job:
         set_(self, "timeout", None if timeout is None else bounded_duration(timeout, "timeout", allow_zero=False))
         set_(self, "guard_scope", _enum(GuardScope, guard_scope, "guard_scope"))
         if resource_id is not None:
-            _check_job_id(resource_id, "resource_id")
+            check_job_id(resource_id, "resource_id")
         set_(self, "resource_id", resource_id)
         set_(self, "jitter", check_jitter(jitter, schedule))
 

@@ -20,7 +20,7 @@ from enum import Enum
 
 from ._clock import Clock, SystemClock
 from ._config import SchedulerConfig
-from ._decide import Decision, Drop, OverlapAction, Policies, consume_all_due, decide, on_overlap
+from ._decide import Decision, Drop, OverlapAction, Policies, consume_all_due, decide, due_time, on_overlap
 from ._enums import (
     LeaseLostPolicy,
     MissedRunPolicy,
@@ -194,6 +194,8 @@ class _Loop:
             grace=self.config.misfire_grace,
             catch_up_window=self.config.catch_up_window,
             max_runs=job.max_runs,
+            jitter=job.jitter,
+            job_id=job.job_id,
         )
         self.replay_waits = (
             job.missed_run_policy is MissedRunPolicy.REPLAY_ALL
@@ -425,7 +427,10 @@ class _Loop:
                 return CONTINUE
         if s.state.next_run_at is None and not s.active and s.queued is None and not s.manual:
             return Stop(await self.finish())
-        return Wait(None if self.replay_waits and s.active else s.state.next_run_at)
+        next_run_at = s.state.next_run_at
+        if (self.replay_waits and s.active) or next_run_at is None:
+            return Wait(None)
+        return Wait(due_time(self.policies, next_run_at))
 
     async def finish(self) -> SchedulerStopReason:
         if self.config.terminal_state_policy is TerminalStatePolicy.DELETE:
@@ -553,6 +558,7 @@ class _Loop:
                     catch_up=trigger.catch_up,
                     trigger_count=trigger.trigger_count,
                     source=trigger.source,
+                    delay=self.delay_of(trigger),
                 )
             )
         if admission is not None:  # window and overlap were checked before the combined call
@@ -577,6 +583,12 @@ class _Loop:
             for task in replaced:
                 await self.complete(task)
         return await self.start(trigger)
+
+    def delay_of(self, trigger: Trigger) -> timedelta:
+        """The start jitter this trigger waited for (manual triggers wait for none)."""
+        if trigger.source is TriggerSource.MANUAL or not self.policies.jitter:
+            return timedelta(0)
+        return due_time(self.policies, trigger.scheduled_at) - trigger.scheduled_at
 
     def in_window(self) -> bool:
         window = self.job.time_window

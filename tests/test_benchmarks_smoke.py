@@ -6,9 +6,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("benchmarks.scenarios")
-pytest.importorskip("apscheduler.schedulers.asyncio")
-
 TINY = {"n10ms": 15, "warmup_s": 0.05, "window_s": 0.1, "stagger_s": 0.1}
 PEERS = ["lib", "aps3", "floor", "spin"]
 

@@ -7,9 +7,12 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import CollectorRegistry
 
-from scheduler import Cron, Interval, InvalidJobError, Job
+from scheduler import Cron, Interval, InvalidJobError, Job, Scheduler, TaskContext
 from scheduler._jitter import jitter_delay
+from scheduler.prometheus import PrometheusObserver
+from scheduler.testing import FakeClock
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 JITTER = timedelta(seconds=10)
@@ -78,3 +81,25 @@ def test_cron_jitter_longer_than_its_gaps_is_only_a_warning() -> None:
         job = Job("j", Cron("*/5 * * * *"), _noop, jitter=timedelta(minutes=10))
     assert job.jitter == timedelta(minutes=10)
     Job("j", Cron("0 * * * *"), _noop, jitter=timedelta(minutes=10))  # shorter than an hour: silent
+
+
+async def test_runs_start_after_their_jitter_delay_and_lateness_excludes_it() -> None:
+    """Each occurrence starts at scheduled_at + its delay; the lateness metric does not count the delay."""
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    clock = FakeClock(t0)
+    starts: list[tuple[datetime, datetime]] = []
+
+    async def task(ctx: TaskContext) -> None:
+        starts.append((ctx.run.scheduled_at, clock.now()))
+
+    registry = CollectorRegistry()
+    job = Job("jittered", Interval(timedelta(seconds=10)), task, jitter=timedelta(seconds=5), max_runs=20)
+    report = await Scheduler(clock=clock, observer=PrometheusObserver(registry)).run(job)
+    assert report.state.trigger_count == 20
+    delays = [start - scheduled for scheduled, start in starts]
+    assert delays == [jitter_delay("jittered", scheduled, timedelta(seconds=5)) for scheduled, _ in starts]
+    assert len(set(delays)) > 10  # spread, not one fixed offset
+    assert all(timedelta(0) <= d < timedelta(seconds=5) for d in delays)
+    assert not any(r.catch_up for r in report.history)
+    late_sum = registry.get_sample_value("scheduler_trigger_lateness_seconds_sum", {"job_id": "jittered"})
+    assert late_sum == 0.0
