@@ -3,6 +3,8 @@
 * ``valkey_url``: a shared server for the session (started here, or ``SCHEDULER_VALKEY_URL``).
   Tests isolate themselves with unique job ids and prefixes (``uid``), never FLUSHDB, so an
   external server's other data is safe.
+* ``valkey_cluster_url``: a three-master Valkey Cluster for the session (``valkey+cluster://``);
+  ``private_cluster`` one of the test's own whose masters may be killed.
 * ``private_server``: a server of the test's own, which the test may stop and restart on the
   same port (fault tests always use this one, even with ``SCHEDULER_VALKEY_URL``).
 
@@ -17,6 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from redis.asyncio import Redis
+from valkey_cluster import ClusterProcess
 from valkey_server import ServerProcess, find_server_binary
 
 
@@ -38,6 +41,26 @@ def valkey_url() -> Iterator[str]:
         return
     with ServerProcess(_binary()) as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster() -> Iterator[ClusterProcess]:
+    """A three-master Valkey Cluster shared by the session (slots assigned by the fixture)."""
+    with ClusterProcess(_binary()) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster_url(valkey_cluster: ClusterProcess) -> str:
+    """``valkey+cluster://host:port`` of the shared cluster's first node."""
+    return valkey_cluster.url
+
+
+@pytest.fixture
+def private_cluster() -> Iterator[ClusterProcess]:
+    """A durable (AOF) cluster of the test's own, whose masters the test may kill and restart."""
+    with ClusterProcess(_binary(), durable=True) as cluster:
+        yield cluster
 
 
 @pytest.fixture

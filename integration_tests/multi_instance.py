@@ -1,6 +1,6 @@
 """Multi-instance exactly-once proof: several OS processes run one job against one Valkey.
 
-    python integration_tests/multi_instance.py [--duration 120] [--url redis://...]
+    python integration_tests/multi_instance.py [--duration 120] [--url redis://... | valkey+cluster://...]
 
 Timeline (fractions of ``duration``): instance A starts and creates the job state; B and C
 join; D starts late (25 %); B is killed with SIGKILL at 50 % and restarted a second later;
@@ -100,17 +100,24 @@ def run_proof(url: str, duration: float, workdir: Path) -> ProofResult:
     ledger.touch()
     procs: dict[str, subprocess.Popen[bytes]] = {}
     exit_codes: list[int | None] = []
-    index_key = f"scheduler:valkey:execution-lease:{{{job_id}}}:occurrences"
+    from scheduler._valkey_common import normalize_url, split_cluster
+    from scheduler._valkey_guard import DEFAULT_PREFIX as LEASE_PREFIX
+    from scheduler._valkey_keys import cluster_state_keys, guard_base, single_server_state_keys
+    from scheduler._valkey_store import DEFAULT_PREFIX as STATE_PREFIX
+
+    plain, cluster = split_cluster(url)
+    index_key = f"{guard_base(LEASE_PREFIX, job_id, cluster)}:occurrences"
+    state_key = (cluster_state_keys if cluster else single_server_state_keys)(STATE_PREFIX, job_id).state
 
     def spawn(name: str) -> None:
         args = [sys.executable, __file__, "--worker", "--url", url, "--job-id", job_id, "--ledger", str(ledger)]
         procs[name] = subprocess.Popen(args, stdout=subprocess.DEVNULL)
 
-    client = redis.Redis.from_url(url)
+    client = (redis.RedisCluster if cluster else redis.Redis).from_url(normalize_url(plain))
     try:
         started = time.monotonic()
         spawn("A")
-        _wait_for(lambda: client.exists(f"scheduler:valkey:job-state:{job_id}") == 1, "instance A to save its state")
+        _wait_for(lambda: client.exists(state_key) == 1, "instance A to save its state")
         spawn("B")
         spawn("C")
         _sleep_until(started + duration * 0.25)
@@ -134,7 +141,7 @@ def run_proof(url: str, duration: float, workdir: Path) -> ProofResult:
                 proc.kill()
                 proc.wait()
         with contextlib.suppress(redis.RedisError):
-            client.delete(f"scheduler:valkey:job-state:{job_id}")
+            client.delete(state_key)
         client.close()
     return _analyse(ledger.read_text(), in_flight, stopped_at, exit_codes)
 

@@ -14,8 +14,12 @@ DURATION_SECONDS = float(os.environ.get("SCHEDULER_PROOF_SECONDS", "20"))
 
 
 @pytest.mark.timeout(DURATION_SECONDS + 60)
-def test_four_processes_run_every_occurrence_exactly_once(valkey_url: str, tmp_path: Path) -> None:
-    result = run_proof(valkey_url, DURATION_SECONDS, tmp_path)
+@pytest.mark.parametrize("where", ["server", "cluster"])
+def test_four_processes_run_every_occurrence_exactly_once(
+    where: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = request.getfixturevalue("valkey_url" if where == "server" else "valkey_cluster_url")
+    result = run_proof(url, DURATION_SECONDS, tmp_path)
     print(result)  # visible with -s: runs per pid, lateness, the run in flight at the kill
     assert result.duplicates == []
     assert result.gaps == []

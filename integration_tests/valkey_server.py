@@ -56,12 +56,19 @@ def ping(host: str, port: int, timeout: float = 1.0) -> bool:
 class ServerProcess:
     """One server process on a fixed loopback port; ``stop()`` then ``start()`` reuses the port."""
 
-    def __init__(self, binary: str, port: int | None = None) -> None:
+    def __init__(self, binary: str, port: int | None = None, extra_args: tuple[str, ...] = ()) -> None:
         self.binary = binary
+        #: More server options (cluster mode, persistence), appended to the defaults.
+        self.extra_args = extra_args
         self.port = port if port is not None else free_port()
         self.host = "127.0.0.1"
         self._dir = tempfile.TemporaryDirectory(prefix="scheduler-valkey-")
         self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def workdir(self) -> str:
+        """The server's own temporary directory (its log, and nodes.conf in cluster mode)."""
+        return self._dir.name
 
     @property
     def url(self) -> str:
@@ -89,6 +96,7 @@ class ServerProcess:
             self._dir.name,
             "--logfile",
             str(log),
+            *self.extra_args,
         ]
         self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS

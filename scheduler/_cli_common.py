@@ -9,6 +9,7 @@ from pathlib import Path
 from ._errors import InvalidJobError, InvalidJobKind
 from ._store import InMemoryStateStore, StateStore
 from ._time import to_zone
+from ._valkey_common import is_valkey_url
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -60,16 +61,14 @@ def open_store(url: str) -> StateStore:
         from ._sqlite import SqliteStateStore
 
         return SqliteStateStore(path)
-    resilient = scheme.startswith("resilient+")
-    inner = text[len("resilient+") :] if resilient else text
-    if inner.partition(":")[0].lower() in {"valkey", "valkeys", "redis", "rediss"}:
-        from ._valkey_store import ValkeyStateStore
+    if is_valkey_url(text):
+        from ._valkey_store import open_valkey_store
 
-        return ValkeyStateStore.resilient(inner) if resilient else ValkeyStateStore(inner)
+        return open_valkey_store(text)
     raise InvalidJobError(
         InvalidJobKind.OTHER,
         f"unsupported state URL {redact(text)!r}: use sqlite:///path, memory:, valkey://, redis://, "
-        "rediss:// or resilient+valkey://",
+        "rediss://, valkey+cluster://, redis+cluster:// or resilient+valkey[+cluster]://",
     )
 
 

@@ -39,6 +39,7 @@ from ._observers import LogObserver
 from ._schedules import AtTimes, Interval, Schedule
 from ._state import SchedulerReport
 from ._store import StateStore
+from ._valkey_common import is_valkey_url
 from .events import RunSkipped, RunsMissed, SchedulerEvent, TriggerEmitted
 
 DEFAULT_LEASE_TTL = timedelta(seconds=30)
@@ -86,12 +87,13 @@ def build_job(args: argparse.Namespace, command: list[str]) -> tuple[Job, Schedu
 
 
 def open_guard(url: str, ttl: timedelta) -> ExecutionGuard:
-    if url.partition(":")[0].lower() not in {"valkey", "valkeys", "redis", "rediss"}:
-        raise InvalidJobError(InvalidJobKind.OTHER, f"unsupported guard URL {redact(url)!r}: use valkey:// or redis://")
-    from ._valkey_guard import ValkeyExecutionGuard
+    if not is_valkey_url(url) or url.strip().lower().startswith("resilient+"):
+        raise InvalidJobError(
+            InvalidJobKind.OTHER, f"unsupported guard URL {redact(url)!r}: use valkey://, redis:// or valkey+cluster://"
+        )
+    from ._valkey_guard import open_valkey_guard
 
-    # Renew three times per TTL: two renewals may fail before the lease is in danger.
-    return ValkeyExecutionGuard(url, ttl=ttl, renew_interval=ttl / 3)
+    return open_valkey_guard(url, ttl)
 
 
 def _next_run_tracker(job: Job, config: SchedulerConfig, set_next: Callable[[str, Any], None]) -> Any:

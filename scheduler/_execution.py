@@ -71,6 +71,8 @@ class Execution:
     failed_renewals: int = 0
     task: asyncio.Task[Outcome] | None = field(default=None, repr=False)
     release_task: asyncio.Task[None] | None = field(default=None, repr=False)
+    #: The loop releases the lease itself, together with the outcome save (one call).
+    release_deferred: bool = False
 
     async def run(self) -> Outcome:
         started = self.clock.now()
@@ -93,7 +95,7 @@ class Execution:
             if renewer is not None:
                 renewer.cancel()
                 await asyncio.gather(renewer, return_exceptions=True)
-            if self.lease is not None:
+            if self.lease is not None and not self.release_deferred:
                 # A task of its own: the loop overlaps it with the completion save, and it
                 # finishes even if whoever awaits it is cancelled.
                 self.release_task = asyncio.get_running_loop().create_task(self._release())
@@ -101,7 +103,7 @@ class Execution:
 
     def cancelled_before_start(self) -> Outcome:
         """The outcome of a run task that was cancelled before its first step."""
-        if self.lease is not None and self.release_task is None:
+        if self.lease is not None and self.release_task is None and not self.release_deferred:
             self.release_task = asyncio.get_running_loop().create_task(self._release())
         return Outcome(self._record(self.clock.now(), RunStatus.CANCELLED, "cancelled before start", 0))
 
@@ -271,13 +273,29 @@ class Execution:
         if self.emit is not None:
             self.emit(event)
 
+    def start_release(self) -> asyncio.Task[None]:
+        """Release the lease on its own (a deferred release whose combined call failed)."""
+        self.release_deferred = False
+        if self.release_task is None:
+            self.release_task = asyncio.get_running_loop().create_task(self._release())
+        return self.release_task
+
     async def _release(self) -> None:
         if self.lease is None:
             return
         try:
             released = await self.guard.release(self.lease)
         except Exception as exc:
-            self._event(ExecutionGuardReleaseFailed(**self._guard_fields(), error=_describe(exc)))
+            self.report_release(exc)
+            return
+        self.report_release(released)
+
+    def report_release(self, released: bool | BaseException | None) -> None:
+        """Emit what became of the lease: released, already gone, or the release failed."""
+        if self.lease is None:
+            return
+        if isinstance(released, BaseException):
+            self._event(ExecutionGuardReleaseFailed(**self._guard_fields(), error=_describe(released)))
             return
         if released is False:  # the lease expired or was taken over while we ran
             self._event(ExecutionGuardReleaseFailed(**self._guard_fields(), error="lease already gone"))

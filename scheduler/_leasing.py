@@ -43,31 +43,53 @@ class LeaseBroker:
         self._job, self._guard, self._policy, self._clock, self._emit = job, guard, policy, clock, emit
         self._timeout = call_timeout.total_seconds()
 
-    async def admit(self, trigger: Trigger) -> Admission:
+    def slot(self, trigger: Trigger) -> ExecutionSlot:
         job = self._job
-        slot = ExecutionSlot(job.job_id, job.effective_resource_id, job.guard_scope, trigger.scheduled_at)
-        fields: dict[str, Any] = {
-            "job_id": job.job_id,
+        return ExecutionSlot(job.job_id, job.effective_resource_id, job.guard_scope, trigger.scheduled_at)
+
+    async def admit(self, trigger: Trigger) -> Admission:
+        slot = self.slot(trigger)
+        try:
+            lease = await self._acquire(slot)
+        except Exception as exc:
+            return self._failed(slot, exc)
+        return self._granted(slot, lease)
+
+    async def settle(self, trigger: Trigger, result: ExecutionLease | ExecutionGuardError | None) -> Admission:
+        """The admission for an acquire made inside a combined store call.
+
+        A failed acquire part is tried again alone, under the guard error policy.
+        """
+        if isinstance(result, ExecutionGuardError):
+            return await self.admit(trigger)
+        return self._granted(self.slot(trigger), result)
+
+    def _fields(self, slot: ExecutionSlot) -> dict[str, Any]:
+        return {
+            "job_id": slot.job_id,
             "resource_id": slot.resource_id,
             "scope": slot.scope,
             "scheduled_at": slot.scheduled_at,
         }
-        try:
-            lease = await self._acquire(slot)
-        except Exception as exc:
-            if self._policy is GuardErrorPolicy.FAIL:
-                if isinstance(exc, ExecutionGuardError):
-                    raise
-                raise ExecutionGuardError(ExecutionGuardErrorKind.UNKNOWN, f"guard acquire failed: {exc}") from exc
-            if self._policy is GuardErrorPolicy.SKIP:
-                return Admission(skip=RunSkipReason.GUARD_UNAVAILABLE)
-            self._emit(ExecutionGuardAcquired(at=self._clock.now(), without_lease=True, **fields))
-            return ADMITTED_WITHOUT_LEASE
+
+    def _failed(self, slot: ExecutionSlot, exc: Exception) -> Admission:
+        if self._policy is GuardErrorPolicy.FAIL:
+            if isinstance(exc, ExecutionGuardError):
+                raise exc
+            raise ExecutionGuardError(ExecutionGuardErrorKind.UNKNOWN, f"guard acquire failed: {exc}") from exc
+        if self._policy is GuardErrorPolicy.SKIP:
+            return Admission(skip=RunSkipReason.GUARD_UNAVAILABLE)
+        self._emit(ExecutionGuardAcquired(at=self._clock.now(), without_lease=True, **self._fields(slot)))
+        return ADMITTED_WITHOUT_LEASE
+
+    def _granted(self, slot: ExecutionSlot, lease: ExecutionLease | None) -> Admission:
         if lease is None:
-            self._emit(ExecutionGuardContended(at=self._clock.now(), **fields))
+            self._emit(ExecutionGuardContended(at=self._clock.now(), **self._fields(slot)))
             return Admission(skip=RunSkipReason.CONTENDED)
         self._emit(
-            ExecutionGuardAcquired(at=self._clock.now(), key=lease.key, fencing_token=lease.fencing_token, **fields)
+            ExecutionGuardAcquired(
+                at=self._clock.now(), key=lease.key, fencing_token=lease.fencing_token, **self._fields(slot)
+            )
         )
         return Admission(lease=lease)
 

@@ -12,9 +12,10 @@ from collections.abc import Awaitable
 from datetime import timedelta
 from typing import TypeVar
 
-from ._errors import StoreError, StoreErrorKind, StoreOperation
+from ._errors import ExecutionGuardError, StoreError, StoreErrorKind, StoreOperation
+from ._guard import ExecutionGuard, ExecutionLease, ExecutionSlot
 from ._state import JobState
-from ._store import ConditionalStateStore, CreatingStateStore, InMemoryStateStore, StateStore
+from ._store import CombinedGuardStore, ConditionalStateStore, CreatingStateStore, InMemoryStateStore, StateStore
 
 T = TypeVar("T")
 
@@ -59,6 +60,37 @@ class Persistence:
         if await self._bounded(save_if(state, state.revision - 1), StoreOperation.SAVE):
             return state
         return None
+
+    def combines_with(self, guard: ExecutionGuard, job_id: str, resource_id: str) -> bool:
+        """Whether the store runs its saves together with ``guard``'s calls (one call each)."""
+        store = self.store
+        return (
+            self.conditional
+            and isinstance(store, CombinedGuardStore)
+            and store.shares_server_with(guard, job_id, resource_id)
+        )
+
+    async def commit_and_acquire(
+        self, state: JobState, guard: ExecutionGuard, slot: ExecutionSlot
+    ) -> tuple[JobState | None, ExecutionLease | ExecutionGuardError | None]:
+        """``commit`` and, only if it saved, the acquire, in one call (see ``CombinedGuardStore``)."""
+        store = self.store
+        assert isinstance(store, CombinedGuardStore)
+        saved, lease = await self._bounded(
+            store.consume_and_acquire(state, state.revision, guard, slot), StoreOperation.SAVE
+        )
+        return (state.with_revision(state.revision + 1) if saved else None), lease
+
+    async def commit_and_release(
+        self, state: JobState, guard: ExecutionGuard, lease: ExecutionLease
+    ) -> tuple[JobState | None, bool | ExecutionGuardError]:
+        """``commit`` and the release of ``lease`` in one call (the release happens either way)."""
+        store = self.store
+        assert isinstance(store, CombinedGuardStore)
+        saved, released = await self._bounded(
+            store.release_and_save(state, state.revision, guard, lease), StoreOperation.SAVE
+        )
+        return (state.with_revision(state.revision + 1) if saved else None), released
 
     async def create(self, state: JobState) -> JobState:
         """Save a first state unless another process created one; returns what is stored."""

@@ -34,13 +34,13 @@ from ._execution import Execution, Outcome, Trigger
 from ._guard import ExecutionGuard, ExecutionLease, NoopExecutionGuard
 from ._handle import Command, CommandKind, SchedulerHandle
 from ._job import Job
-from ._leasing import LeaseBroker
+from ._leasing import Admission, LeaseBroker
 from ._loading import load_state, new_state
 from ._observers import Fanout, ObserverLike
 from ._persist import Persistence
 from ._schedules import Interval
 from ._session import Session
-from ._state import InFlight, JobState, SchedulerReport
+from ._state import InFlight, JobState, RunRecord, SchedulerReport
 from ._store import AttachableStore, InMemoryStateStore, StateStore, StoreAttachment
 from .events import (
     RunCompleted,
@@ -183,6 +183,10 @@ class _Loop:
             self.broker = LeaseBroker(
                 job, self.guard, self.config.guard_error_policy, self.clock, self.emit, self.call_timeout
             )
+        #: Store and guard on one server: acquire with the consume-save, release with the outcome save.
+        self.combined = self.broker is not None and self.persistence.combines_with(
+            self.guard, job.job_id, job.effective_resource_id
+        )
         self.policies = Policies(
             schedule=job.schedule,
             zone=self.config.timezone,
@@ -448,15 +452,38 @@ class _Loop:
         """
         s = self.s
         count = s.state.trigger_count + decision.consumed
-        committed = await self.persistence.commit(s.state.consumed(count, decision.next_run_at))
+        consumed = s.state.consumed(count, decision.next_run_at)
+        trigger = (
+            None
+            if decision.run_at is None
+            else Trigger(decision.run_at, decision.catch_up, count, TriggerSource.SCHEDULED)
+        )
+        admission: Admission | None = None
+        if trigger is not None and self.combined and self.starts_at_once():
+            assert self.broker is not None
+            committed, acquired = await self.persistence.commit_and_acquire(
+                consumed, self.guard, self.broker.slot(trigger)
+            )
+            if committed is not None:
+                s.state = committed  # before the acquire is settled: a retried acquire may raise
+                admission = await self.broker.settle(trigger, acquired)
+        else:
+            committed = await self.persistence.commit(consumed)
         if committed is None:
             await self.adopt_stored("consume")
             return
         s.state = committed
         for drop in decision.drops:
             self.report_drop(drop, count)
-        if decision.run_at is not None:
-            await self.dispatch(Trigger(decision.run_at, decision.catch_up, count, TriggerSource.SCHEDULED))
+        if trigger is not None:
+            await self.dispatch(trigger, admission)
+
+    def starts_at_once(self) -> bool:
+        """Whether a trigger dispatched now goes straight to the guard (in the window, no overlap)."""
+        s = self.s
+        return self.in_window() and on_overlap(self.job.overlap_policy, len(s.active), s.queued is not None) is (
+            OverlapAction.START
+        )
 
     async def trigger_manually(self, now: datetime) -> None:
         """A trigger_now(): counted toward max_runs, through the overlap policy and the guard."""
@@ -519,7 +546,8 @@ class _Loop:
 
     # -- one trigger: window, overlap, guard, start ------------------------------------------
 
-    async def dispatch(self, trigger: Trigger) -> Dispatched:
+    async def dispatch(self, trigger: Trigger, admission: Admission | None = None) -> Dispatched:
+        """``admission``: the guard's answer, already given by a combined consume-and-acquire."""
         s = self.s
         if self.emit_or_none is not None:  # hot path: build the event only when someone listens
             self.emit_or_none(
@@ -533,6 +561,8 @@ class _Loop:
                     delay=self.delay_of(trigger),
                 )
             )
+        if admission is not None:  # window and overlap were checked before the combined call
+            return await self.start(trigger, admission)
         if not self.in_window():
             self.skip(trigger, RunSkipReason.OUTSIDE_TIME_WINDOW)
             return Dispatched.SKIPPED
@@ -564,10 +594,11 @@ class _Loop:
         window = self.job.time_window
         return window is None or window.matches(self.clock.now(), self.config.timezone)
 
-    async def start(self, trigger: Trigger) -> Dispatched:
+    async def start(self, trigger: Trigger, admission: Admission | None = None) -> Dispatched:
         lease: ExecutionLease | None = None
         if self.broker is not None:
-            admission = await self.broker.admit(trigger)
+            if admission is None:
+                admission = await self.broker.admit(trigger)
             if admission.skip is not None:
                 self.skip(trigger, admission.skip)
                 return Dispatched.SKIPPED
@@ -591,6 +622,7 @@ class _Loop:
             on_lease_lost=self.on_lease_lost,
             stopping=self.stopping,
             rng=self.rng,
+            release_deferred=self.combined and lease is not None,
         )
         task = asyncio.get_running_loop().create_task(execution.run())
         execution.task = task
@@ -612,11 +644,12 @@ class _Loop:
             raise outcome.fatal
         record = outcome.record
         s.history.append(record)
-        save = self.save_merged(lambda st: st.completed(record), "complete")
-        if release is None:
-            await save
+        if execution.release_deferred:
+            await self.release_and_save(execution, record)
+        elif release is None:
+            await self.save_merged(lambda st: st.completed(record), "complete")
         else:  # release the lease and save the outcome concurrently (independent round trips)
-            await asyncio.gather(save, asyncio.shield(release))
+            await asyncio.gather(self.save_merged(lambda st: st.completed(record), "complete"), asyncio.shield(release))
         if self.emit_or_none is not None:
             self.emit_or_none(
                 RunCompleted(
@@ -631,6 +664,26 @@ class _Loop:
                     started_at=record.started_at,
                 )
             )
+
+    async def release_and_save(self, execution: Execution, record: RunRecord) -> None:
+        """Release the lease and save the outcome in one combined call (merged on a conflict)."""
+        lease = execution.lease
+        assert lease is not None
+        try:
+            committed, released = await asyncio.shield(
+                self.persistence.commit_and_release(self.s.state.completed(record), self.guard, lease)
+            )
+        except BaseException:
+            release = execution.start_release()  # the lease must not wait for its TTL
+            self.releases.add(release)
+            release.add_done_callback(self.releases.discard)
+            raise
+        execution.release_deferred = False
+        execution.report_release(released)
+        if committed is None:  # another replica saved meanwhile: merge into its document
+            await self.save_merged(lambda st: st.completed(record), "complete")
+        else:
+            self.s.state = committed
 
     # -- skips -------------------------------------------------------------------------------
 

@@ -11,6 +11,8 @@ from ._state import JobState
 
 if TYPE_CHECKING:
     from ._clock import Clock
+    from ._errors import ExecutionGuardError
+    from ._guard import ExecutionGuard, ExecutionLease, ExecutionSlot
     from .events import SchedulerEvent
 
 
@@ -32,7 +34,7 @@ class StateStore(Protocol):
       is never written over), the operation, and the job id.
 
     Optional capabilities: :class:`ConditionalStateStore`, :class:`CreatingStateStore`,
-    :class:`AttachableStore`. Shared stores should provide the first two.
+    :class:`AttachableStore`, :class:`CombinedGuardStore`. Shared stores should provide the first two.
     """
 
     async def load(self, job_id: str) -> JobState | None: ...
@@ -69,6 +71,32 @@ class CreatingStateStore(Protocol):
     """
 
     async def create(self, state: JobState) -> JobState: ...
+
+
+@runtime_checkable
+class CombinedGuardStore(Protocol):
+    """A store that runs its saves and a guard's lease calls together, one call each.
+
+    ``shares_server_with(guard, job_id, resource_id)``: whether the combined calls work with
+    this guard for this job (same server, and on a cluster one hash slot for all its keys).
+    ``consume_and_acquire(state, expected_revision, guard, slot)``: atomically, the
+    conditional save of ``save_if``, then, only if it saved, the guard's acquire; returns
+    ``(saved, lease)`` where lease is None when contended (or not saved) and an
+    ``ExecutionGuardError`` when the acquire part failed after the save (retry it alone).
+    ``release_and_save(state, expected_revision, guard, lease)``: the conditional save and the
+    release in one call; returns ``(saved, released)`` (released as ``release`` says it, or an
+    ``ExecutionGuardError``). Failures of the call itself raise ``StoreError``.
+    """
+
+    def shares_server_with(self, guard: ExecutionGuard, job_id: str, resource_id: str) -> bool: ...
+
+    async def consume_and_acquire(
+        self, state: JobState, expected_revision: int, guard: ExecutionGuard, slot: ExecutionSlot
+    ) -> tuple[bool, ExecutionLease | ExecutionGuardError | None]: ...
+
+    async def release_and_save(
+        self, state: JobState, expected_revision: int, guard: ExecutionGuard, lease: ExecutionLease
+    ) -> tuple[bool, bool | ExecutionGuardError]: ...
 
 
 @dataclass(frozen=True, slots=True)

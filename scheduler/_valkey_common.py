@@ -24,7 +24,31 @@ _SCHEMES = {"redis": "redis", "rediss": "rediss", "valkey": "redis", "valkeys": 
 #: Server replies that mean "not now" (loading a dataset, failover, resharding): transient.
 _TRANSIENT_REPLIES = ("LOADING", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "READONLY")
 _SECRET_QUERY_KEYS = {"password", "username"}
+#: ``valkey+cluster://host:port`` (and the other schemes with ``+cluster``) selects a cluster client.
+CLUSTER_SUFFIX = "+cluster"
+#: Said whenever a single-server client is redirected by a cluster node.
+CLUSTER_HINT = (
+    "the server is a Valkey Cluster member and redirected the call (MOVED/ASK): "
+    "use a valkey+cluster:// (or redis+cluster://) URL, or cluster=True"
+)
 REDACTED = "***"
+
+
+def is_valkey_url(url: str) -> bool:
+    """Whether ``url`` names a Valkey server or cluster (``resilient+`` allowed in front)."""
+    scheme = url.strip().partition("://")[0].lower().removeprefix("resilient+").removesuffix(CLUSTER_SUFFIX)
+    return scheme in {"valkey", "valkeys", "redis", "rediss"}
+
+
+def split_cluster(url: str | None) -> tuple[str | None, bool]:
+    """``(url without '+cluster' in its scheme, whether it named a cluster)``."""
+    if url is None:
+        return None, False
+    text = url.strip()
+    scheme, sep, rest = text.partition("://")
+    if sep and scheme.lower().endswith(CLUSTER_SUFFIX):
+        return f"{scheme[: -len(CLUSTER_SUFFIX)]}://{rest}", True
+    return text, False
 
 
 def normalize_url(url: str | None) -> str:
@@ -142,6 +166,51 @@ def create_client(url: str | None, connect_timeout: timedelta | float, timeout: 
     )
 
 
+def create_cluster_client(url: str, connect_timeout: timedelta | float, timeout: timedelta | float) -> Any:
+    """A ``RedisCluster`` client for the node in ``url``, with the same bounds and no retry.
+
+    MOVED and ASK redirections are still followed (they are not retries: the call was not
+    applied); a node that cannot be reached fails the call once and the slot map is reloaded
+    on the next one.
+    """
+    from redis.asyncio.cluster import RedisCluster
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    normalized = normalize_url(url)
+    if normalized.startswith("unix:"):
+        raise InvalidJobError(InvalidJobKind.OTHER, "a Valkey Cluster is reached over TCP, not a unix socket")
+    return RedisCluster.from_url(
+        normalized,
+        socket_connect_timeout=_seconds(connect_timeout, "connect_timeout"),
+        socket_timeout=_seconds(timeout, "timeout"),
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=False,
+        protocol=2,
+    )
+
+
+def is_cluster_client(client: Any) -> bool:
+    try:
+        from redis.asyncio.cluster import RedisCluster
+    except ImportError:  # pragma: no cover - redis is installed whenever a client exists
+        return False
+    return isinstance(client, RedisCluster)
+
+
+def server_identity(client: Any) -> tuple[object, ...] | None:
+    """(host, port, db, user, cluster) of a client's server, for "do two clients share one?"."""
+    try:
+        if is_cluster_client(client):
+            node = client.startup_nodes[0]
+            return (node.host, node.port, 0, client.connection_kwargs.get("username"), True)
+        kwargs = client.connection_pool.connection_kwargs
+    except (AttributeError, IndexError):
+        return None
+    where = kwargs.get("path") or kwargs.get("host")
+    return (where, kwargs.get("port"), kwargs.get("db", 0), kwargs.get("username"), False)
+
+
 async def drop_idle_connections(client: Any) -> None:
     """Close the pool's idle connections (after a connection failure they are likely dead)."""
     pool = getattr(client, "connection_pool", None)
@@ -169,6 +238,8 @@ def _kind(exc: BaseException) -> str:
         return "unknown"  # wrong credentials or ACL: configuration, retrying will not help
     if isinstance(exc, rx.ConnectionError | rx.TimeoutError | OSError | TimeoutError):
         return "connection"
+    if isinstance(exc, rx.AskError):  # MOVED too: a single-server client talking to a cluster node
+        return "unknown"
     if isinstance(exc, rx.ResponseError):
         reply = str(exc).lstrip()
         if reply.startswith(_TRANSIENT_REPLIES) or isinstance(exc, rx.ClusterDownError | rx.TryAgainError):
@@ -189,7 +260,11 @@ def guard_error_kind(exc: BaseException) -> ExecutionGuardErrorKind:
 
 def describe(exc: BaseException, secrets: tuple[str, ...]) -> str:
     """``ExcType: message`` with secrets scrubbed."""
+    from redis.exceptions import AskError
+
     message = str(exc) or repr(exc)
+    if isinstance(exc, AskError) or message.startswith(("MOVED ", "ASK ")):
+        message = f"{message}: {CLUSTER_HINT}"
     return scrub(f"{type(exc).__name__}: {message}", secrets)
 
 
@@ -201,6 +276,9 @@ def is_redis_error(exc: BaseException) -> bool:
 
 def client_label(client: Any) -> str:
     """A credential-free description of a client passed in by the caller."""
+    if is_cluster_client(client):
+        identity = server_identity(client)
+        return f"valkey+cluster://{identity[0]}:{identity[1]}" if identity else "RedisCluster"
     try:
         kwargs = client.connection_pool.connection_kwargs
         host, port, db = kwargs.get("host", "?"), kwargs.get("port", "?"), kwargs.get("db", 0)

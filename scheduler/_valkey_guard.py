@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ._clock import Clock, SystemClock
@@ -13,75 +14,120 @@ from ._errors import ExecutionGuardError, ExecutionGuardErrorKind, InvalidJobErr
 from ._guard import ExecutionLease, ExecutionSlot, LeaseTiming, lease_timing
 from ._time import format_utc_nanos, to_timedelta
 from ._valkey_common import (
+    CLUSTER_SUFFIX,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_TIMEOUT,
     client_label,
     create_client,
+    create_cluster_client,
     describe,
     drop_idle_connections,
     guard_error_kind,
+    is_cluster_client,
     is_redis_error,
     normalize_url,
     redact_url,
+    server_identity,
+    split_cluster,
     url_secrets,
 )
+from ._valkey_keys import guard_base
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
+    from ._valkey_store import ValkeyStateStore
+
 DEFAULT_PREFIX = "scheduler:valkey:execution-lease:"
 
-# Server time in ms, and keeping the index alive as long as its latest member (the index
-# would otherwise live forever; expired members are pruned by score on every acquire).
-_PRELUDE = """
+
+@dataclass(frozen=True, slots=True)
+class AcquirePlan:
+    """One acquire's keys and arguments, and what turns its reply into a lease."""
+
+    slot: ExecutionSlot
+    keys: list[str]
+    args: list[str]
+    key: str
+    token: str
+    started: datetime
+
+
+# Lua functions shared by the guard's scripts and the combined store+guard scripts.
+# now_ms: server time. index_add keeps the live-occurrence index alive at least as long as its
+# latest member (expired members are pruned by score on every acquire); its expiry only grows.
+# Scripts are not rolled back on error, so everything that can fail (a key of the wrong type)
+# runs before a lease is written.
+GUARD_LUA = """
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local function index_add(index, member, expiry, now)
   redis.call('ZADD', index, string.format('%d', expiry), member)
-  local last = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
-  redis.call('PEXPIRE', index, string.format('%d', tonumber(last[2]) - now + 1000))
+  local keep = expiry - now + 1000
+  if redis.call('PTTL', index) < keep then redis.call('PEXPIRE', index, string.format('%d', keep)) end
+end
+-- The new fencing token, or 0 when contended.
+local function acquire_occurrence(occurrence, lock, index, fence, token, ttl)
+  if redis.call('EXISTS', lock, occurrence) > 0 then return 0 end
+  local now = now_ms()
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', string.format('%d', now))
+  local fenced = redis.call('INCR', fence)
+  redis.call('SET', occurrence, token, 'PX', ttl)
+  index_add(index, occurrence, now + tonumber(ttl), now)
+  return fenced
+end
+-- The occurrence key is claimed too, so a RESOURCE run is also exactly-once per occurrence.
+local function acquire_resource(lock, index, fence, occurrence, token, ttl)
+  if redis.call('EXISTS', lock, occurrence) > 0 then return 0 end
+  local now = now_ms()
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', string.format('%d', now))
+  if redis.call('ZCARD', index) > 0 then return 0 end
+  local fenced = redis.call('INCR', fence)
+  redis.call('SET', occurrence, token, 'PX', ttl)
+  redis.call('SET', lock, token, 'PX', ttl)
+  return fenced
+end
+-- ``key``: the lease key; ``other``: the index (occurrence) or the occurrence key (resource).
+-- An occurrence key is not deleted: it becomes a 'done:' marker with its remaining TTL, so a
+-- late instance still finds the occurrence taken. 1 when released (now, or by an earlier call
+-- of this token: the marker is ours), 0 when the lease is gone (expired, or another token's).
+local function release_lease(key, other, token, scope)
+  local marker = 'done:' .. token
+  if scope == 'occurrence' then
+    -- One command on the common path: swap in the marker, then undo it if the key was not ours.
+    local held = redis.call('SET', key, marker, 'XX', 'KEEPTTL', 'GET')
+    if held == token then
+      redis.call('ZREM', other, key)
+      return 1
+    end
+    if held and held ~= marker then redis.call('SET', key, held, 'KEEPTTL') end
+    if held == marker then return 1 end
+    return 0
+  end
+  local held = redis.call('GET', key)
+  if held ~= token then
+    if not held and redis.call('GET', other) == marker then return 1 end
+    return 0
+  end
+  redis.call('DEL', key)
+  if redis.call('GET', other) == token then redis.call('SET', other, marker, 'KEEPTTL') end
+  return 1
 end
 """
 
 # KEYS: occurrence lease, resource lock, live-occurrence index, fence. ARGV: token, ttl ms.
-# Returns the new fencing token, or 0 when contended. Scripts are not rolled back on error,
-# so everything that can fail (a key of the wrong type) runs before the lease is written.
-_ACQUIRE_OCCURRENCE = (
-    _PRELUDE
-    + """
-if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local now = now_ms()
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', string.format('%d', now))
-local fence = redis.call('INCR', KEYS[4])
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-index_add(KEYS[3], KEYS[1], now + tonumber(ARGV[2]), now)
-return fence
-"""
-)
+_ACQUIRE_OCCURRENCE = GUARD_LUA + "return acquire_occurrence(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2])"
 
 # KEYS: resource lock, live-occurrence index, fence, occurrence key. ARGV: token, ttl ms.
-# The occurrence key is claimed too, so a RESOURCE run is also exactly-once per occurrence.
-_ACQUIRE_RESOURCE = (
-    _PRELUDE
-    + """
-if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
-local now = now_ms()
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('%d', now))
-if redis.call('ZCARD', KEYS[2]) > 0 then return 0 end
-local fence = redis.call('INCR', KEYS[3])
-redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[2])
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return fence
-"""
-)
+_ACQUIRE_RESOURCE = GUARD_LUA + "return acquire_resource(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2])"
 
 # KEYS: lease key, then the index (occurrence) or the occurrence key (resource).
 # ARGV: token, ttl ms, scope. Returns 1 when renewed, 0 when the token no longer holds it.
 _RENEW = (
-    _PRELUDE
+    GUARD_LUA
     + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -95,28 +141,8 @@ return 1
 """
 )
 
-# KEYS as for renew. ARGV: token, scope. An occurrence key is not deleted: it becomes a
-# 'done:' marker with its remaining TTL, so a late instance still finds the occurrence taken.
-# Returns 1 when released (now, or by an earlier call of this token: the marker is ours),
-# 0 when the lease is gone (expired, or another token holds the key).
-_RELEASE = """
-local marker = 'done:' .. ARGV[1]
-local held = redis.call('GET', KEYS[1])
-if held ~= ARGV[1] then
-  if held == marker or (ARGV[2] ~= 'occurrence' and not held and redis.call('GET', KEYS[2]) == marker) then
-    return 1
-  end
-  return 0
-end
-if ARGV[2] == 'occurrence' then
-  redis.call('SET', KEYS[1], marker, 'KEEPTTL')
-  redis.call('ZREM', KEYS[2], KEYS[1])
-else
-  redis.call('DEL', KEYS[1])
-  if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('SET', KEYS[2], marker, 'KEEPTTL') end
-end
-return 1
-"""
+# KEYS as for renew. ARGV: token, scope.
+_RELEASE = GUARD_LUA + "return release_lease(KEYS[1], KEYS[2], ARGV[1], ARGV[2])"
 
 
 class ValkeyExecutionGuard:
@@ -154,6 +180,11 @@ class ValkeyExecutionGuard:
     * The fence counter is as durable as the server: one without persistence starts again at
       1 after a restart. Enable AOF (or RDB with care) where fencing must survive restarts.
     * ``url`` None means ``redis://127.0.0.1:6379/0``.
+    * Valkey Cluster: ``cluster=True``, a ``valkey+cluster://`` URL or a ``RedisCluster``
+      client; the hash tag is then the resource id with ``%``, ``{``, ``}`` escaped (the same
+      keys as above for an id without them).
+    * ``store=`` a :class:`ValkeyStateStore`: the guard uses the store's client, and the
+      scheduler then runs the combined before-run and after-run scripts (one call each).
     """
 
     def __init__(
@@ -167,7 +198,18 @@ class ValkeyExecutionGuard:
         clock: Clock | None = None,
         connect_timeout: timedelta | float = DEFAULT_CONNECT_TIMEOUT,
         timeout: timedelta | float | None = None,
+        cluster: bool = False,
+        store: ValkeyStateStore | None = None,
     ) -> None:
+        if not isinstance(cluster, bool):
+            raise TypeError(f"cluster must be a bool, got {cluster!r}")
+        if store is not None and (url is not None or client is not None):
+            raise InvalidJobError(InvalidJobKind.OTHER, "pass one of url, client or store to ValkeyExecutionGuard")
+        #: The store this guard was given: they share a server (and its client) by construction.
+        self.store = store
+        if store is not None:
+            client = store.client
+        url, named_cluster = split_cluster(url)
         self.ttl = to_timedelta(ttl, "ttl")
         self._renew_interval = to_timedelta(renew_interval, "renew_interval")
         self._ttl_ms = int(self.ttl.total_seconds() * 1000)
@@ -196,15 +238,21 @@ class ValkeyExecutionGuard:
         self.prefix = prefix
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._owns_client = client is None
+        self.cluster = cluster or named_cluster or is_cluster_client(client) or (store is not None and store.cluster)
         if client is None:
             normalized = normalize_url(url)
             self._secrets = url_secrets(normalized)
             self._label = redact_url(normalized)
-            self._client: Redis = create_client(normalized, connect_timeout, call_timeout)
+            if self.cluster:
+                self._label = self._label.replace("://", CLUSTER_SUFFIX + "://", 1)
+                self._client: Redis = create_cluster_client(normalized, connect_timeout, call_timeout)
+            else:
+                self._client = create_client(normalized, connect_timeout, call_timeout)
         else:
             self._secrets = ()
             self._label = client_label(client)
             self._client = client
+        self.server = server_identity(self._client)
         self._acquire_occurrence = self._client.register_script(_ACQUIRE_OCCURRENCE)
         self._acquire_resource = self._client.register_script(_ACQUIRE_RESOURCE)
         self._renew = self._client.register_script(_RENEW)
@@ -216,37 +264,49 @@ class ValkeyExecutionGuard:
 
     def keys(self, resource_id: str) -> tuple[str, str, str]:
         """(resource lock, live-occurrence index, fence) keys of a resource."""
-        base = f"{self.prefix}{{{resource_id}}}"
+        base = guard_base(self.prefix, resource_id, self.cluster)
         return f"{base}:resource", f"{base}:occurrences", f"{base}:fence"
 
     def occurrence_key(self, slot: ExecutionSlot) -> str:
-        return f"{self.prefix}{{{slot.resource_id}}}:occurrence:{format_utc_nanos(slot.scheduled_at)}"
+        base = guard_base(self.prefix, slot.resource_id, self.cluster)
+        return f"{base}:occurrence:{format_utc_nanos(slot.scheduled_at)}"
 
-    async def acquire(self, slot: ExecutionSlot) -> ExecutionLease | None:
+    def plan_acquire(self, slot: ExecutionSlot) -> AcquirePlan:
+        """Keys and arguments of an acquire (for this guard's script or a combined one)."""
         lock, index, fence = self.keys(slot.resource_id)
         occurrence = self.occurrence_key(slot)
         token = uuid.uuid4().hex
-        args = [token, str(self._ttl_ms)]
-        started = self._clock.now()
         if slot.scope is GuardScope.RESOURCE:
-            key = lock
-            result = await self._call(self._acquire_resource, [lock, index, fence, occurrence], args, key, "acquire")
+            keys, key = [lock, index, fence, occurrence], lock
         else:
-            key = occurrence
-            result = await self._call(self._acquire_occurrence, [occurrence, lock, index, fence], args, key, "acquire")
-        fencing_token = self._int_reply(result, key, "acquire")
+            keys, key = [occurrence, lock, index, fence], occurrence
+        return AcquirePlan(slot, keys, [token, str(self._ttl_ms)], key, token, self._clock.now())
+
+    def granted(self, plan: AcquirePlan, reply: Any) -> ExecutionLease | None:
+        """The lease an acquire reply (a fencing token, 0 when contended) stands for."""
+        fencing_token = self._int_reply(reply, plan.key, "acquire")
         if fencing_token == 0:
             return None
+        slot = plan.slot
         return ExecutionLease(
             job_id=slot.job_id,
             resource_id=slot.resource_id,
             scope=slot.scope,
             scheduled_at=slot.scheduled_at,
-            token=token,
-            key=key,
+            token=plan.token,
+            key=plan.key,
             fencing_token=fencing_token,
-            expires_at=started + self.ttl,
+            expires_at=plan.started + self.ttl,
         )
+
+    def release_arguments(self, lease: ExecutionLease) -> tuple[list[str], list[str]]:
+        """Keys and arguments of a release (for this guard's script or a combined one)."""
+        return self._lease_keys(lease), [lease.token, lease.scope.value]
+
+    async def acquire(self, slot: ExecutionSlot) -> ExecutionLease | None:
+        plan = self.plan_acquire(slot)
+        script = self._acquire_resource if slot.scope is GuardScope.RESOURCE else self._acquire_occurrence
+        return self.granted(plan, await self._call(script, plan.keys, plan.args, plan.key, "acquire"))
 
     async def renew(self, lease: ExecutionLease) -> bool:
         keys = self._lease_keys(lease)
@@ -256,8 +316,8 @@ class ValkeyExecutionGuard:
         return self._int_reply(result, lease.key, "renew") == 1
 
     async def release(self, lease: ExecutionLease) -> bool:
-        keys = self._lease_keys(lease)
-        result = await self._call(self._release, keys, [lease.token, lease.scope.value], lease.key, "release")
+        keys, args = self.release_arguments(lease)
+        result = await self._call(self._release, keys, args, lease.key, "release")
         return self._int_reply(result, lease.key, "release") == 1
 
     def renew_interval(self, lease: ExecutionLease) -> timedelta | None:
@@ -285,14 +345,18 @@ class ValkeyExecutionGuard:
         except Exception as exc:
             if not is_redis_error(exc):
                 raise
-            kind = guard_error_kind(exc)
-            if kind is ExecutionGuardErrorKind.CONNECTION:
+            error = self.guard_error(exc, key, op, seconds)
+            if error.kind is ExecutionGuardErrorKind.CONNECTION:
                 await drop_idle_connections(self._client)
-            detail = describe(exc, self._secrets)
-            if isinstance(exc, TimeoutError) and not str(exc):
-                detail = f"no reply within {seconds:g} s"
-            message = f"execution guard {op} failed: {detail} (key {key!r} on {self._label})"
-            raise ExecutionGuardError(kind, message) from exc
+            raise error from exc
+
+    def guard_error(self, exc: BaseException, key: str, op: str, seconds: float | None = None) -> ExecutionGuardError:
+        """The ExecutionGuardError for a failed call (secrets scrubbed, MOVED explained)."""
+        kind = guard_error_kind(exc)
+        detail = describe(exc, self._secrets)
+        if isinstance(exc, TimeoutError) and not str(exc):
+            detail = f"no reply within {self._timeout if seconds is None else seconds:g} s"
+        return ExecutionGuardError(kind, f"execution guard {op} failed: {detail} (key {key!r} on {self._label})")
 
     def _int_reply(self, reply: Any, key: str, op: str) -> int:
         if isinstance(reply, int) and not isinstance(reply, bool):
@@ -306,3 +370,11 @@ class ValkeyExecutionGuard:
 
 def _secs(value: timedelta) -> str:
     return f"{value.total_seconds():g} s"
+
+
+def open_valkey_guard(url: str, ttl: timedelta) -> ValkeyExecutionGuard:
+    """The guard a command-line URL names (``+cluster`` selects a cluster); renews 3 times per TTL."""
+    if url.strip().lower().startswith("resilient+"):
+        raise InvalidJobError(InvalidJobKind.OTHER, "resilient+ applies to the state store, not to the guard URL")
+    # Two renewals may fail before the lease is in danger.
+    return ValkeyExecutionGuard(url, ttl=ttl, renew_interval=ttl / 3)

@@ -15,95 +15,122 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ._errors import InvalidJobError, InvalidJobKind, StoreError, StoreErrorKind, StoreOperation
+from ._errors import ExecutionGuardError, InvalidJobError, InvalidJobKind, StoreError, StoreErrorKind, StoreOperation
 from ._resilient import ResilientStateStore
 from ._state import SCHEMA_VERSION, JobState, StateDocumentError, parse_document
 from ._time import to_timedelta
 from ._valkey_common import (
+    CLUSTER_SUFFIX,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_TIMEOUT,
     client_label,
     create_client,
+    create_cluster_client,
     describe,
     drop_idle_connections,
+    is_cluster_client,
     is_redis_error,
     normalize_url,
     redact_url,
+    server_identity,
+    split_cluster,
     store_error_kind,
     url_secrets,
 )
+from ._valkey_keys import StateKeys, cluster_state_keys, single_server_state_keys
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from ._clock import Clock
+    from ._guard import ExecutionGuard, ExecutionLease, ExecutionSlot
+    from ._store import StateStore
+    from ._valkey_combined import CombinedScripts
+    from ._valkey_guard import ValkeyExecutionGuard
     from .events import SchedulerEvent
 
 DEFAULT_PREFIX = "scheduler:valkey:job-state:"
 #: Where the reference system kept states before the ``valkey:`` segment; read-only fallback.
 LEGACY_PREFIX = "scheduler:job-state:"
 
-# The stored revision of KEYS[1] (0 when absent), from its version key KEYS[2]. Errors, before
-# anything is written, when the key is not a string or the document is of a newer
-# schema_version than ARGV[2]. The schema version comes from the version key; only a document
-# written before version keys existed (or by hand) is decoded, once: the first write adds the
-# version key. Scripts are not rolled back, so the checks come first.
-_PRELUDE = """
-local function stored_revision()
-  local kind = redis.call('TYPE', KEYS[1])['ok']
-  if kind == 'none' then return 0 end
-  if kind ~= 'string' then
-    return nil, redis.error_reply('WRONGTYPE the key holds a ' .. kind .. ', not a JobState document')
-  end
-  local meta = redis.call('HMGET', KEYS[2], 'revision', 'schema_version')
+# Lua functions shared by the store's scripts and the combined store+guard scripts.
+# stored_revision(state, version, newest): the stored revision (0 when absent), read from the
+# version hash. Only a document without one (written before version keys existed, or by hand)
+# is type-checked and decoded, once: the first write adds the version key. The document itself
+# is never read on a save otherwise. Errors, before anything is written, when the key is not a
+# string or the document is of a newer schema_version than ``newest``. Scripts are not rolled
+# back, so the checks come first.
+STORE_LUA = """
+local function stored_revision(state, version, newest)
+  local meta = redis.call('HMGET', version, 'revision', 'schema_version')
   local schema = tonumber(meta[2])
   if schema == nil then
-    local ok, doc = pcall(cjson.decode, redis.call('GET', KEYS[1]))
+    local kind = redis.call('TYPE', state)['ok']
+    if kind == 'none' then return 0 end
+    if kind ~= 'string' then
+      return nil, redis.error_reply('WRONGTYPE the key holds a ' .. kind .. ', not a JobState document')
+    end
+    local ok, doc = pcall(cjson.decode, redis.call('GET', state))
     if not ok or type(doc) ~= 'table' then
       return nil, redis.error_reply('CORRUPTDATA the stored value is not a JSON document; not overwriting it')
     end
     schema = tonumber(doc['schema_version']) or 1
   end
-  if schema > tonumber(ARGV[2]) then
+  if schema > tonumber(newest) then
     return nil, redis.error_reply('NEWERSCHEMA the stored document has schema_version ' .. schema ..
-      ', newer than ' .. ARGV[2] .. '; not overwriting it')
+      ', newer than ' .. newest .. '; not overwriting it')
   end
   return tonumber(meta[1]) or 0
 end
-local function write(revision)
-  redis.call('SET', KEYS[1], ARGV[1])
-  redis.call('HSET', KEYS[2], 'revision', revision, 'schema_version', ARGV[2])
+local function write_state(state, version, doc, schema, revision)
+  redis.call('SET', state, doc)
+  redis.call('HSET', version, 'revision', revision, 'schema_version', schema)
   return revision
+end
+-- The new revision, -1 when the stored one is not ``expected`` ('' = unconditional), or nil, err.
+local function save_state(state, version, doc, schema, expected)
+  local current, err = stored_revision(state, version, schema)
+  if err then return nil, err end
+  if expected ~= '' and current ~= tonumber(expected) then return -1 end
+  return write_state(state, version, doc, schema, current + 1)
 end
 """
 
 # KEYS: state key, version key. ARGV: document, schema version, expected revision ('' for an
 # unconditional save). Returns the new revision, or -1 when the stored one differs (conflict).
 _WRITE = (
-    _PRELUDE
+    STORE_LUA
     + """
-local current, err = stored_revision()
+local revision, err = save_state(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
 if err then return err end
-if ARGV[3] ~= '' and current ~= tonumber(ARGV[3]) then return -1 end
-return write(current + 1)
+return revision
 """
 )
 
-# KEYS, ARGV[1..2] as for _WRITE. Writes only if the state key is absent and returns 1; else
-# returns {revision, stored document} (another instance created it first).
+# KEYS, ARGV[1..2] as for _WRITE; ARGV[3]: the revision to write (1 for a new job, the old
+# revision when a layout migration copies a document). Writes only if the state key is absent
+# and returns that revision; else returns {revision, stored document} (another instance was first).
 _CREATE = (
-    _PRELUDE
+    STORE_LUA
     + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return write(1) end
-local current, err = stored_revision()
+if redis.call('EXISTS', KEYS[1]) == 0 then return write_state(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3]) end
+local current, err = stored_revision(KEYS[1], KEYS[2], ARGV[2])
 if err then return err end
 return {current, redis.call('GET', KEYS[1])}
 """
 )
 
 
+# KEYS: old state key, old version key. ARGV: the revision a migration copied. Deletes both
+# only while they still hold it (a writer of the old layout after the copy keeps its document).
+_DROP_IF = """
+if (tonumber(redis.call('HGET', KEYS[2], 'revision')) or 0) ~= tonumber(ARGV[1]) then return 0 end
+return redis.call('DEL', KEYS[1], KEYS[2])
+"""
+
+
 def version_key(state_key: str) -> str:
-    """The hash beside ``state_key`` holding its revision and schema_version (same slot)."""
+    """The hash beside a single-server ``state_key`` holding its revision and schema_version."""
     return f"{{{state_key}}}:version" if "}" not in state_key else f"{state_key}:version"
 
 
@@ -140,6 +167,14 @@ class ValkeyStateStore:
       store created from ``url`` has bounded connect/read timeouts and is closed.
     * Credentials in the URL never appear in ``repr``, messages or events.
     * ``url`` None means ``redis://127.0.0.1:6379/0``.
+    * Valkey Cluster: ``cluster=True``, a ``valkey+cluster://`` URL or a ``RedisCluster``
+      client. Keys then carry a hash tag derived from the job id (see ``_valkey_keys``):
+      state ``prefix{tag}:<job_id>``, version ``prefix{tag}:version:<job_id>``. A load that
+      finds no such key but a state in the single-server layout moves it, once: create the
+      new key if absent (same document and revision), then delete the old keys if they still
+      hold that revision. Two replicas may do this at once; both end up on the new key.
+    * A single-server client redirected by a cluster node (MOVED/ASK) fails with UNKNOWN and
+      a message that says to use a cluster URL.
     """
 
     def __init__(
@@ -150,9 +185,13 @@ class ValkeyStateStore:
         prefix: str = DEFAULT_PREFIX,
         connect_timeout: timedelta | float = DEFAULT_CONNECT_TIMEOUT,
         timeout: timedelta | float = DEFAULT_TIMEOUT,
+        cluster: bool = False,
     ) -> None:
         if client is not None and url is not None:
             raise InvalidJobError(InvalidJobKind.OTHER, "pass either url or client to ValkeyStateStore, not both")
+        if not isinstance(cluster, bool):
+            raise TypeError(f"cluster must be a bool, got {cluster!r}")
+        url, named_cluster = split_cluster(url)
         if not isinstance(prefix, str):
             raise InvalidJobError(InvalidJobKind.OTHER, f"prefix must be a string, got {prefix!r}")
         self.prefix = prefix
@@ -160,17 +199,25 @@ class ValkeyStateStore:
         self._timeout = to_timedelta(timeout, "timeout").total_seconds()
         if self._timeout <= 0:
             raise InvalidJobError(InvalidJobKind.OTHER, f"timeout must be positive, got {timeout!r}")
+        self.cluster = cluster or named_cluster or is_cluster_client(client)
         if client is None:
             normalized = normalize_url(url)
             self._secrets = url_secrets(normalized)
             self._label = redact_url(normalized)
-            self._client: Redis = create_client(normalized, connect_timeout, timeout)
+            if self.cluster:
+                self._label = self._label.replace("://", CLUSTER_SUFFIX + "://", 1)
+                self._client: Redis = create_cluster_client(normalized, connect_timeout, timeout)
+            else:
+                self._client = create_client(normalized, connect_timeout, timeout)
         else:
             self._secrets = ()
             self._label = client_label(client)
             self._client = client
+        self.server = server_identity(self._client)
         self._write = self._client.register_script(_WRITE)
         self._create = self._client.register_script(_CREATE)
+        self._drop_if = self._client.register_script(_DROP_IF)
+        self._combined: CombinedScripts | None = None
 
     @classmethod
     def resilient(
@@ -191,17 +238,66 @@ class ValkeyStateStore:
         """The underlying redis.asyncio client (for tests and advanced use)."""
         return self._client
 
+    def keys(self, job_id: str) -> StateKeys:
+        """The state and version keys of ``job_id`` in this store's layout."""
+        if self.cluster:
+            return cluster_state_keys(self.prefix, job_id)
+        return single_server_state_keys(self.prefix, job_id)
+
     def key(self, job_id: str) -> str:
-        return self.prefix + job_id
+        return self.keys(job_id).state
 
     def version_key(self, job_id: str) -> str:
-        return version_key(self.key(job_id))
+        return self.keys(job_id).version
+
+    def _old_layout(self, job_id: str) -> StateKeys | None:
+        """Where a single-server deployment kept the job (moved on load in cluster mode)."""
+        return single_server_state_keys(self.prefix, job_id) if self.cluster else None
 
     def _legacy_key(self, job_id: str) -> str | None:
         return LEGACY_PREFIX + job_id if self.prefix == DEFAULT_PREFIX else None
 
     def _error(self, kind: StoreErrorKind, op: StoreOperation, job_id: str, key: str, detail: str) -> StoreError:
         return StoreError(kind, op, job_id, f"{detail} (key {key!r} on {self._label})")
+
+    @property
+    def call_timeout(self) -> float:
+        """Seconds one call may take (the deadline of every call)."""
+        return self._timeout
+
+    def failed_reply(self, job_id: str, key: str, reply: object) -> StoreError:
+        return self._error(StoreErrorKind.DATA, StoreOperation.SAVE, job_id, key, f"unexpected reply {reply!r}")
+
+    async def failed(self, exc: BaseException, op: StoreOperation, job_id: str, key: str) -> StoreError:
+        """The StoreError for a failed call (also for the combined scripts)."""
+        return await self._failed(exc, op, job_id, key)
+
+    # -- combined with a guard on the same server (see _valkey_combined) ------------------
+
+    def shares_server_with(self, guard: ExecutionGuard, job_id: str, resource_id: str) -> bool:
+        """True when ``guard`` is a Valkey guard on this server that one script can use with us."""
+        from ._valkey_combined import shares_server
+
+        return shares_server(self, guard, job_id, resource_id)
+
+    def _combined_scripts(self) -> CombinedScripts:
+        if self._combined is None:
+            from ._valkey_combined import CombinedScripts
+
+            self._combined = CombinedScripts(self, STORE_LUA)
+        return self._combined
+
+    async def consume_and_acquire(
+        self, state: JobState, expected_revision: int, guard: ExecutionGuard, slot: ExecutionSlot
+    ) -> tuple[bool, ExecutionLease | ExecutionGuardError | None]:
+        """One script: ``save_if(state, expected_revision)``, then, only if it saved, acquire."""
+        return await self._combined_scripts().consume_and_acquire(state, expected_revision, _valkey(guard), slot)
+
+    async def release_and_save(
+        self, state: JobState, expected_revision: int, guard: ExecutionGuard, lease: ExecutionLease
+    ) -> tuple[bool, bool | ExecutionGuardError]:
+        """One script: ``save_if(state, expected_revision)`` and release ``lease`` (either way)."""
+        return await self._combined_scripts().release_and_save(state, expected_revision, _valkey(guard), lease)
 
     async def _failed(self, exc: BaseException, op: StoreOperation, job_id: str, key: str) -> StoreError:
         """The StoreError for a failed call; drops idle pooled connections after a connection failure."""
@@ -214,33 +310,67 @@ class ValkeyStateStore:
         return self._error(kind, op, job_id, key, detail)
 
     async def load(self, job_id: str) -> JobState | None:
-        key = self.key(job_id)
+        keys = self.keys(job_id)
+        old = self._old_layout(job_id)
         legacy = self._legacy_key(job_id)
         try:
             async with asyncio.timeout(self._timeout):
-                # One round trip for all: the legacy read costs nothing extra on a miss.
+                # One round trip for all: the fallback reads cost nothing extra on a miss.
                 async with self._client.pipeline(transaction=False) as pipe:
-                    pipe.get(key)
-                    pipe.hmget(self.version_key(job_id), ["revision", "schema_version"])
+                    pipe.get(keys.state)
+                    pipe.hmget(keys.version, ["revision", "schema_version"])
+                    if old is not None:
+                        pipe.get(old.state)
+                        pipe.hmget(old.version, ["revision", "schema_version"])
                     if legacy is not None:
                         pipe.get(legacy)
                     replies: list[Any] = await pipe.execute(raise_on_error=False)
         except Exception as exc:
             if not is_redis_error(exc):
                 raise
-            raise await self._failed(exc, StoreOperation.LOAD, job_id, key) from exc
+            raise await self._failed(exc, StoreOperation.LOAD, job_id, keys.state) from exc
         for reply in replies:
             if isinstance(reply, BaseException):
-                raise await self._failed(reply, StoreOperation.LOAD, job_id, key) from reply
-        raw, (revision, schema) = replies[0], replies[1]
-        if raw is not None:
-            if schema is not None and int(schema) > SCHEMA_VERSION:
-                detail = f"the version key says schema_version {int(schema)}, newer than {SCHEMA_VERSION}"
-                raise self._error(StoreErrorKind.DATA, StoreOperation.LOAD, job_id, key, detail)
-            return self._decode(job_id, key, raw, int(revision or 0), StoreOperation.LOAD)
-        if legacy is not None and replies[2] is not None:
-            return self._decode(job_id, legacy, replies[2], 0, StoreOperation.LOAD)
+                raise await self._failed(reply, StoreOperation.LOAD, job_id, keys.state) from reply
+        found = self._found(job_id, keys.state, replies[0], replies[1])
+        if found is not None:
+            return found
+        if old is not None:
+            moved = self._found(job_id, old.state, replies[2], replies[3])
+            if moved is not None:
+                return await self._migrate(moved, old)
+        if legacy is not None and replies[-1] is not None:
+            return self._decode(job_id, legacy, replies[-1], 0, StoreOperation.LOAD)
         return None
+
+    def _found(self, job_id: str, key: str, raw: bytes | None, meta: list[Any]) -> JobState | None:
+        if raw is None:
+            return None
+        revision, schema = meta
+        if schema is not None and int(schema) > SCHEMA_VERSION:
+            detail = f"the version key says schema_version {int(schema)}, newer than {SCHEMA_VERSION}"
+            raise self._error(StoreErrorKind.DATA, StoreOperation.LOAD, job_id, key, detail)
+        return self._decode(job_id, key, raw, int(revision or 0), StoreOperation.LOAD)
+
+    async def _migrate(self, state: JobState, old: StateKeys) -> JobState:
+        """Move a single-server document to the cluster layout: create if absent, then drop the old.
+
+        Race-safe: the create is atomic on the new key, so replicas migrating at once agree on
+        one document; the old keys go only while they still hold the revision that was copied.
+        """
+        stored = await self._create_state(state, state.revision)
+        try:
+            async with asyncio.timeout(self._timeout):
+                if "}" in old.state:  # the old pair straddles two slots: no script can hold both
+                    await self._client.delete(old.state)
+                    await self._client.delete(old.version)
+                else:
+                    await self._drop_if(keys=[old.state, old.version], args=[str(state.revision)])
+        except Exception as exc:
+            if not is_redis_error(exc):
+                raise
+            raise await self._failed(exc, StoreOperation.SAVE, state.job_id, old.state) from exc
+        return stored
 
     def _decode(self, job_id: str, key: str, raw: bytes | str, revision: int, op: StoreOperation) -> JobState:
         try:
@@ -249,11 +379,12 @@ class ValkeyStateStore:
             raise self._error(StoreErrorKind.DATA, op, job_id, key, str(exc)) from exc
 
     async def _run_write(self, state: JobState, expected: str) -> int:
-        key = self.key(state.job_id)
+        keys = self.keys(state.job_id)
+        key = keys.state
         args = [state.to_json(), str(SCHEMA_VERSION), expected]
         try:
             async with asyncio.timeout(self._timeout):
-                reply = await self._write(keys=[key, self.version_key(state.job_id)], args=args)
+                reply = await self._write(keys=[key, keys.version], args=args)
         except Exception as exc:
             if not is_redis_error(exc):
                 raise
@@ -272,11 +403,15 @@ class ValkeyStateStore:
 
         One script (write if absent, else read back), so instances starting together agree.
         """
-        key = self.key(state.job_id)
-        args = [state.to_json(), str(SCHEMA_VERSION)]
+        return await self._create_state(state, 1)
+
+    async def _create_state(self, state: JobState, revision: int) -> JobState:
+        keys = self.keys(state.job_id)
+        key = keys.state
+        args = [state.to_json(), str(SCHEMA_VERSION), str(revision)]
         try:
             async with asyncio.timeout(self._timeout):
-                reply = await self._create(keys=[key, self.version_key(state.job_id)], args=args)
+                reply = await self._create(keys=[key, keys.version], args=args)
         except Exception as exc:
             if not is_redis_error(exc):
                 raise
@@ -286,14 +421,16 @@ class ValkeyStateStore:
         return state.with_revision(int(reply))
 
     async def delete(self, job_id: str) -> None:
-        key = self.key(job_id)
+        keys = self.keys(job_id)
+        key = keys.state
+        old = self._old_layout(job_id)
         legacy = self._legacy_key(job_id)
         try:
             async with asyncio.timeout(self._timeout):
                 # Separate DELs, not one multi-key DEL: the keys may live in different cluster slots.
                 async with self._client.pipeline(transaction=False) as pipe:
-                    pipe.delete(key)
-                    pipe.delete(self.version_key(job_id))
+                    for name in (keys.state, keys.version, *(() if old is None else (old.state, old.version))):
+                        pipe.delete(name)
                     if legacy is not None:
                         pipe.delete(legacy)
                     await pipe.execute()
@@ -308,3 +445,19 @@ class ValkeyStateStore:
 
     def __repr__(self) -> str:
         return f"ValkeyStateStore({self._label!r}, prefix={self.prefix!r})"
+
+
+def _valkey(guard: ExecutionGuard) -> ValkeyExecutionGuard:
+    from ._valkey_guard import ValkeyExecutionGuard
+
+    if not isinstance(guard, ValkeyExecutionGuard):
+        raise TypeError(f"the combined scripts need a ValkeyExecutionGuard, got {guard!r}")
+    return guard
+
+
+def open_valkey_store(url: str) -> StateStore:
+    """The store a command-line URL names: ``[resilient+](valkey|redis)[s][+cluster]://...``."""
+    text = url.strip()
+    if text.lower().startswith("resilient+"):
+        return ValkeyStateStore.resilient(text[len("resilient+") :])
+    return ValkeyStateStore(text)

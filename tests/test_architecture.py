@@ -36,7 +36,17 @@ LAYERS: dict[str, set[str]] = {
         "_jitter",
     },
     "clock": {"_clock"},
-    "backends": {"_store", "_guard", "_sqlite", "_valkey_common", "_valkey_store", "_valkey_guard", "_resilient"},
+    "backends": {
+        "_store",
+        "_guard",
+        "_sqlite",
+        "_valkey_common",
+        "_valkey_keys",
+        "_valkey_store",
+        "_valkey_guard",
+        "_valkey_combined",
+        "_resilient",
+    },
     "observe": {"_observers", "prometheus"},
     "runner": {
         "_runner",

@@ -1,0 +1,144 @@
+"""What a run costs on Valkey, per protocol: wall time and client CPU per run.
+
+    python -m benchmarks.valkey_protocol [--runs 2000] [--rounds 3]
+
+Variants, each a Scheduler running one job back to back (``REPLAY_ALL`` at a 50 µs interval,
+so every occurrence runs and nothing waits for the clock) on a private server:
+
+* ``store``: Valkey store, no guard;
+* ``guard``: in-memory store, Valkey guard;
+* ``combined``: store and guard on one server (one script before a run, one after);
+* ``per-component``: the guard on another database of the same server, so the loop treats
+  them as separate servers (four calls per run);
+* ``floor``: no scheduler, a bare loop calling two minimal scripts per "run" (write the state,
+  take a fenced lease; then write the state, drop the lease): what two calls cost at least.
+
+Prints one JSON object: per variant and round, microseconds of wall time and client CPU per
+run, then min-max ratios against the targets (combined <= 1.25x the floor's wall time, and
+>= 1.5x faster than per-component). Standalone: the benchmark harness may import ``measure``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from ._server import ValkeyServer
+
+VARIANTS = ("store", "guard", "combined", "per-component", "floor")
+
+_FLOOR_BEFORE = """
+redis.call('SET', KEYS[1], ARGV[1])
+local fence = redis.call('INCR', KEYS[3])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', 30000)
+return fence
+"""
+_FLOOR_AFTER = """
+redis.call('SET', KEYS[1], ARGV[1])
+return redis.call('DEL', KEYS[2])
+"""
+
+
+async def _floor(url: str, runs: int) -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    before, after = client.register_script(_FLOOR_BEFORE), client.register_script(_FLOOR_AFTER)
+    name = uuid.uuid4().hex
+    keys = [f"floor:{name}:state", f"floor:{name}:lease", f"floor:{name}:fence"]
+    document = '{"job_id": "floor", "trigger_count": 1}' * 4
+    try:
+        for _ in range(runs):
+            await before(keys=keys, args=[document, "token"])
+            await asyncio.sleep(0)  # the run
+            await after(keys=keys[:2], args=[document])
+    finally:
+        await client.aclose()
+
+
+async def _scheduled(variant: str, url: str, runs: int) -> None:
+    from scheduler import (
+        InMemoryStateStore,
+        Interval,
+        Job,
+        MissedRunPolicy,
+        Scheduler,
+        SchedulerStopReason,
+        StateStore,
+        ValkeyExecutionGuard,
+        ValkeyStateStore,
+    )
+
+    async def task(ctx: Any) -> None:
+        return None
+
+    store: StateStore = InMemoryStateStore() if variant == "guard" else ValkeyStateStore(url)
+    guard: ValkeyExecutionGuard | None = None
+    if variant in ("guard", "per-component"):
+        # Another database of the same server: not "shared", so the loop makes four calls.
+        guard = ValkeyExecutionGuard(url.removesuffix("/0") + "/1")
+    elif variant == "combined":
+        assert isinstance(store, ValkeyStateStore)
+        guard = ValkeyExecutionGuard(store=store)
+    job = Job(
+        f"bench-{uuid.uuid4().hex[:8]}",
+        Interval(timedelta(microseconds=50)),
+        task,
+        max_runs=runs,
+        missed_run_policy=MissedRunPolicy.REPLAY_ALL,
+    )
+    try:
+        report = await Scheduler(store=store, guard=guard).run(job)
+        assert report.stop_reason is SchedulerStopReason.TERMINAL, report.stop_reason
+        assert report.state.trigger_count == runs, report.state.trigger_count
+    finally:
+        await store.aclose()
+        if guard is not None:
+            await guard.aclose()
+
+
+def measure(variant: str, url: str, runs: int) -> dict[str, float]:
+    """Microseconds of wall time and client CPU per run for one variant."""
+    work = _floor(url, runs) if variant == "floor" else _scheduled(variant, url, runs)
+    wall, cpu = time.perf_counter(), time.process_time()
+    asyncio.run(work)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"wall_us": round(wall / runs * 1e6, 1), "cpu_us": round(cpu / runs * 1e6, 1)}
+
+
+def _spread(rounds: list[dict[str, dict[str, float]]], variant: str, field: str) -> tuple[float, float]:
+    values = [r[variant][field] for r in rounds]
+    return min(values), max(values)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    rounds: list[dict[str, dict[str, float]]] = []
+    with ValkeyServer() as url:
+        for variant in VARIANTS:  # warm up: scripts loaded, imports done
+            measure(variant, url, 50)
+        for _ in range(args.rounds):
+            rounds.append({variant: measure(variant, url, args.runs) for variant in VARIANTS})
+    combined, floor, per_component = (_spread(rounds, v, "wall_us") for v in ("combined", "floor", "per-component"))
+    vs_floor = (combined[0] / floor[1], combined[1] / floor[0])  # best and worst case over rounds
+    speedup = (per_component[0] / combined[1], per_component[1] / combined[0])
+    verdicts = {
+        "combined_vs_floor_wall": [round(x, 2) for x in vs_floor],
+        "combined_vs_floor_met": "met" if vs_floor[1] <= 1.25 else ("unstable" if vs_floor[0] <= 1.25 else "missed"),
+        "per_component_vs_combined_wall": [round(x, 2) for x in speedup],
+        "speedup_met": "met" if speedup[0] >= 1.5 else ("unstable" if speedup[1] >= 1.5 else "missed"),
+    }
+    print(json.dumps({"runs": args.runs, "rounds": rounds, "verdicts": verdicts}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""What one guarded run costs on one server: client calls, script calls and server commands.
+
+Counted on a private server from ``INFO commandstats`` (commands run inside scripts included)
+as the difference between a long and a short run of the same job shape, so start-up work
+(load, create, script loading) cancels out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from redis.asyncio import Redis
+from valkey_server import ServerProcess
+
+from scheduler import (
+    Interval,
+    Job,
+    MissedRunPolicy,
+    Scheduler,
+    SchedulerStopReason,
+    TaskContext,
+    ValkeyExecutionGuard,
+    ValkeyStateStore,
+)
+
+pytestmark = pytest.mark.valkey
+
+EVERY = timedelta(milliseconds=5)
+#: Every command a guarded run may run; the reasons are in docs/decisions.md.
+BUDGET = 18
+
+
+@pytest.fixture
+async def client(private_server: ServerProcess) -> AsyncIterator[Redis]:
+    redis = Redis.from_url(private_server.url)
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
+
+
+async def _commands_for(client: Redis, job_id: str, runs: int) -> dict[str, int]:
+    async def task(ctx: TaskContext) -> None:
+        return None
+
+    store = ValkeyStateStore(client=client)
+    guard = ValkeyExecutionGuard(store=store, ttl=timedelta(seconds=30), renew_interval=timedelta(seconds=10))
+    await client.config_resetstat()
+    # Every occurrence runs (replayed if late), so each consumed occurrence is one guarded run.
+    report = await Scheduler(store=store, guard=guard).run(
+        Job(job_id, Interval(EVERY), task, max_runs=runs, missed_run_policy=MissedRunPolicy.REPLAY_ALL)
+    )
+    assert report.stop_reason is SchedulerStopReason.TERMINAL
+    assert len(report.history) == runs
+    stats = await client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+
+
+async def test_a_guarded_run_is_two_script_calls_within_the_command_budget(client: Redis, uid: str) -> None:
+    await _commands_for(client, f"warm-{uid}", 2)  # loads the scripts
+    short, long = await _commands_for(client, f"short-{uid}", 5), await _commands_for(client, f"long-{uid}", 25)
+    per_run = {name: (long.get(name, 0) - short.get(name, 0)) / 20 for name in set(short) | set(long)}
+    per_run = {name: calls for name, calls in per_run.items() if calls and name not in ("config|resetstat", "info")}
+    print("server commands per guarded run:", dict(sorted(per_run.items())))
+    assert per_run.pop("evalsha") == 2, per_run  # one script before the run, one after
+    assert "eval" not in per_run
+    assert "script|load" not in per_run
+    # Consume-save and acquire share the first script: one state write and one fence bump per run.
+    assert per_run["incr"] == 1
+    assert per_run["hset"] == 2
+    assert "get" not in per_run, "a save must not read the stored document"
+    total = sum(per_run.values()) + 2
+    assert total <= BUDGET, f"{total} server commands per run: {per_run}"
+
+
+async def test_separate_servers_keep_the_per_component_calls(
+    client: Redis, private_server: ServerProcess, valkey_url: str, uid: str
+) -> None:
+    async def task(ctx: TaskContext) -> None:
+        return None
+
+    store = ValkeyStateStore(client=client)
+    guard = ValkeyExecutionGuard(valkey_url)  # another server
+    try:
+        await client.config_resetstat()
+        report = await Scheduler(store=store, guard=guard).run(Job(f"job-{uid}", Interval(EVERY), task, max_runs=4))
+        assert report.history  # (an occurrence may be skipped as an overlap at this interval)
+        stats = await client.info("commandstats")
+        assert "cmdstat_incr" not in stats  # no lease work on the store's server
+    finally:
+        await guard.aclose()

@@ -1,0 +1,139 @@
+"""One script before a run, one after: the store and the guard on one Valkey server.
+
+When a ``ValkeyStateStore`` and a ``ValkeyExecutionGuard`` share a server, the conditional
+consume-save, the lease acquire and the fence increment run in one script, and the lease
+release and the outcome save in another: two client calls per guarded run instead of four.
+The acquire runs only when the save succeeded; a failure of the guard's part (a key of the
+wrong type) is caught inside the script, after the save, and reported as a guard error so
+that the caller can retry the acquire alone under its guard error policy.
+
+They share a server when host, port, db and user match (and both or neither are in cluster
+mode), or when the guard was built with ``store=``. On a cluster every key must sit in one
+hash slot, so the combined scripts are used there only when the resource id is the job id
+(the hash tag of both is derived from it); otherwise the per-component calls are used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from ._errors import ExecutionGuardError, ExecutionGuardErrorKind, StoreOperation
+from ._guard import ExecutionLease, ExecutionSlot
+from ._state import SCHEMA_VERSION, JobState
+from ._valkey_common import is_redis_error
+from ._valkey_guard import GUARD_LUA, ValkeyExecutionGuard
+
+if TYPE_CHECKING:
+    from ._valkey_store import ValkeyStateStore
+
+# Lua's pcall gives redis.call errors as a table with an 'err' field.
+_ERROR_TEXT = """
+local function error_text(e)
+  if type(e) == 'table' and e.err then return e.err end
+  return tostring(e)
+end
+"""
+
+# The store's Lua functions (``STORE_LUA`` of ``_valkey_store``) come first in both scripts.
+
+# KEYS: state, version, then the acquire's four keys (the guard's order for the scope).
+# ARGV: document, schema version, expected revision, token, ttl ms, scope.
+# Returns {new revision or -1 (conflict: nothing saved, nothing acquired), fencing token
+# (0: contended) or -1 with an error text when the guard's part failed}.
+_BEFORE_RUN = (
+    GUARD_LUA
+    + _ERROR_TEXT
+    + """
+local revision, err = save_state(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+if err then return err end
+if revision < 0 then return {-1, 0} end
+local acquire = acquire_occurrence
+if ARGV[6] == 'resource' then acquire = acquire_resource end
+local ok, fenced = pcall(acquire, KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[4], ARGV[5])
+if not ok then return {revision, -1, error_text(fenced)} end
+return {revision, fenced}
+"""
+)
+
+# KEYS: state, version, lease key, index (occurrence) or occurrence key (resource).
+# ARGV: document, schema version, expected revision, token, scope.
+# Returns {new revision or -1 (conflict: not saved), 1 released / 0 already gone / -1 with an
+# error text}. The lease is released whether or not the save conflicted.
+_AFTER_RUN = (
+    GUARD_LUA
+    + _ERROR_TEXT
+    + """
+local revision, err = save_state(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+if err then return err end
+local ok, released = pcall(release_lease, KEYS[3], KEYS[4], ARGV[4], ARGV[5])
+if not ok then return {revision, -1, error_text(released)} end
+return {revision, released}
+"""
+)
+
+
+def shares_server(store: ValkeyStateStore, guard: object, job_id: str, resource_id: str) -> bool:
+    """True when one script can hold this job's state and its lease keys."""
+    if not isinstance(guard, ValkeyExecutionGuard):
+        return False
+    if guard.store is not store and (store.server is None or store.server != guard.server):
+        return False
+    if store.cluster != guard.cluster:
+        return False
+    return not store.cluster or resource_id == job_id
+
+
+class CombinedScripts:
+    """The two scripts, registered on the store's client (the one connection they run on)."""
+
+    def __init__(self, store: ValkeyStateStore, store_lua: str) -> None:
+        self._store = store
+        self._before = store.client.register_script(store_lua + _BEFORE_RUN)
+        self._after = store.client.register_script(store_lua + _AFTER_RUN)
+
+    async def _call(self, script: Any, keys: list[str], args: list[str], job_id: str) -> list[Any]:
+        store = self._store
+        try:
+            async with asyncio.timeout(store.call_timeout):
+                reply = await script(keys=keys, args=args)
+        except Exception as exc:
+            if not is_redis_error(exc):
+                raise
+            raise await store.failed(exc, StoreOperation.SAVE, job_id, keys[0]) from exc
+        if not isinstance(reply, list) or len(reply) < 2:
+            raise store.failed_reply(job_id, keys[0], reply)
+        return reply
+
+    async def consume_and_acquire(
+        self, state: JobState, expected_revision: int, guard: ValkeyExecutionGuard, slot: ExecutionSlot
+    ) -> tuple[bool, ExecutionLease | ExecutionGuardError | None]:
+        keys = self._store.keys(state.job_id)
+        plan = guard.plan_acquire(slot)
+        args = [state.to_json(), str(SCHEMA_VERSION), str(int(expected_revision)), *plan.args, slot.scope.value]
+        reply = await self._call(self._before, [keys.state, keys.version, *plan.keys], args, state.job_id)
+        if int(reply[0]) < 0:
+            return False, None
+        if int(reply[1]) < 0:
+            return True, _guard_error(reply, plan.key, "acquire")
+        return True, guard.granted(plan, int(reply[1]))
+
+    async def release_and_save(
+        self, state: JobState, expected_revision: int, guard: ValkeyExecutionGuard, lease: ExecutionLease
+    ) -> tuple[bool, bool | ExecutionGuardError]:
+        keys = self._store.keys(state.job_id)
+        lease_keys, lease_args = guard.release_arguments(lease)
+        args = [state.to_json(), str(SCHEMA_VERSION), str(int(expected_revision)), *lease_args]
+        reply = await self._call(self._after, [keys.state, keys.version, *lease_keys], args, state.job_id)
+        released = int(reply[1])
+        saved = int(reply[0]) >= 0
+        if released < 0:
+            return saved, _guard_error(reply, lease.key, "release")
+        return saved, released == 1
+
+
+def _guard_error(reply: list[Any], key: str, op: str) -> ExecutionGuardError:
+    raw = reply[2] if len(reply) > 2 else b"unknown error"
+    text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+    kind = ExecutionGuardErrorKind.DATA if "WRONGTYPE" in text else ExecutionGuardErrorKind.UNKNOWN
+    return ExecutionGuardError(kind, f"execution guard {op} failed inside the combined script: {text} (key {key!r})")
