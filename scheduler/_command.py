@@ -219,11 +219,12 @@ class CommandTask:
     ) -> None:
         try:
             await self._stop_group(proc, proc.pid)
-            # A process that left our group (setsid) may still hold a pipe: stop reading then.
-            _, stuck = await asyncio.wait(readers, timeout=DRAIN_WAIT)
-            for reader in stuck:
-                reader.cancel()
-            await asyncio.gather(*readers, return_exceptions=True)
+            if readers:
+                # A process that left our group (setsid) may still hold a pipe: stop reading then.
+                _, stuck = await asyncio.wait(readers, timeout=DRAIN_WAIT)
+                for reader in stuck:
+                    reader.cancel()
+                await asyncio.gather(*readers, return_exceptions=True)
         finally:
             transport.close()  # closes our pipe ends; the leader is already reaped
 
@@ -242,10 +243,20 @@ class CommandTask:
 
     async def run(self, ctx: TaskContext) -> None:
         """One attempt: start, stream, wait, clean up; raise CommandFailed unless exit 0."""
+        spawn = asyncio.ensure_future(self._start(ctx))
         try:
-            proc, transport, exited = await self._start(ctx)
+            proc, transport, exited = await asyncio.shield(spawn)
         except OSError as exc:
             raise CommandFailed(f"cannot start {self.argv[0]!r}: {exc.strerror or exc}", None) from exc
+        except asyncio.CancelledError:
+            # Cancelled while the process was starting: once it exists, stop its group like
+            # any other (TERM, then KILL after the grace), so no member outlives the run.
+            try:
+                proc, transport, _ = await spawn
+            except OSError:
+                raise asyncio.CancelledError from None
+            await asyncio.shield(self._cleanup(proc, transport, []))
+            raise
         assert proc.stdout is not None
         assert proc.stderr is not None
         tail: deque[str] = deque(maxlen=max(self.stderr_tail, 1))

@@ -160,3 +160,19 @@ async def test_detached_process_holding_the_pipe_does_not_hang_the_run(
     await asyncio.wait_for(CommandTask(["sh", "-c", script]).run(ctx()), 10)
     pid = int(await wait_for_file(pid_file))
     os.kill(pid, 9)
+
+
+async def test_cancel_while_the_process_starts_still_stops_its_group(tmp_path: Path) -> None:
+    """A run cancelled before the spawn returned stops the group like any other (TERM, grace, KILL)."""
+    ready = tmp_path / "ready"
+    script = f"trap '' TERM; echo $$ > {ready}; while true; do sleep 0.05; done"
+    command = CommandTask(["sh", "-c", script], kill_grace=0.3)
+    task = asyncio.ensure_future(command.run(ctx()))
+    await asyncio.sleep(0)  # the task is now inside the spawn
+    started = asyncio.get_running_loop().time()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert asyncio.get_running_loop().time() - started >= 0.3  # the grace was honoured
+    if ready.exists() and ready.read_text().strip():
+        assert not alive(int(ready.read_text()))
