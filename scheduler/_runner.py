@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import socket
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -35,12 +37,13 @@ from ._guard import ExecutionGuard, ExecutionLease, NoopExecutionGuard
 from ._handle import Command, CommandKind, SchedulerHandle
 from ._job import Job
 from ._leasing import LeaseBroker
+from ._ledger import LedgerEntry, LedgerFate
 from ._loading import load_state, new_state
 from ._observers import Fanout, ObserverLike
 from ._persist import Persistence
 from ._schedules import Interval
 from ._session import Session
-from ._state import InFlight, JobState, SchedulerReport
+from ._state import InFlight, JobState, OpenRun, RunRecord, SchedulerReport
 from ._store import AttachableStore, InMemoryStateStore, StateStore, StoreAttachment
 from .events import (
     RunCompleted,
@@ -174,7 +177,13 @@ class _Loop:
         # A store that degrades on its own answers within the budget; others get the
         # documented 5 s, since for them a timeout is fatal.
         outer = self.call_timeout if isinstance(store, AttachableStore) else max(self.call_timeout, MAX_CALL_TIMEOUT)
-        self.persistence = Persistence(store, job.job_id, outer)
+        self.persistence = Persistence(
+            store, job.job_id, outer, ledger_keep=self.config.ledger_limit, emit=self.emit, now=self.clock.now
+        )
+        #: Whether decisions are written to the store's run ledger (and runs kept open until
+        #: their outcome is saved); when not, none of the ledger work below happens.
+        self.ledger_on = self.persistence.ledger is not None
+        self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self.broker: LeaseBroker | None = None
         if not isinstance(self.guard, NoopExecutionGuard):  # the no-op guard needs no call at all
             self.broker = LeaseBroker(
@@ -290,6 +299,7 @@ class _Loop:
                     self.clock.now(),
                     self.emit,
                     resume_interrupted=self.config.resume_interrupted,
+                    ledger=self.ledger_on,
                 )
                 self.s.state, self.s.resume_first = loaded.state, loaded.resume
                 while True:
@@ -311,6 +321,7 @@ class _Loop:
                 detach()
             if self.releases:  # leases of runs that ended while the loop was failing
                 await asyncio.shield(asyncio.gather(*self.releases, return_exceptions=True))
+            await self.persistence.drain()
         self.emit_stopped(reason)
         return self.report(reason)
 
@@ -440,15 +451,27 @@ class _Loop:
         """
         s = self.s
         count = s.state.trigger_count + decision.consumed
-        committed = await self.persistence.commit(s.state.consumed(count, decision.next_run_at))
+        state = s.state.consumed(count, decision.next_run_at)
+        for drop in decision.drops:
+            state = state.skipped(drop.reason, drop.count, drop.last)
+        trigger = None
+        if decision.run_at is not None:
+            trigger = Trigger(decision.run_at, decision.catch_up, count, TriggerSource.SCHEDULED)
+        entries = None
+        if self.ledger_on:
+            # The drops and the run to start are written by the same save that consumes them.
+            entries = [self.drop_entry(drop) for drop in decision.drops]
+            if trigger is not None:
+                state = state.opened(self.open_run(trigger))
+        committed = await self.persistence.commit(state, entries)
         if committed is None:
             await self.adopt_stored("consume")
             return
         s.state = committed
         for drop in decision.drops:
             self.report_drop(drop, count)
-        if decision.run_at is not None:
-            await self.dispatch(Trigger(decision.run_at, decision.catch_up, count, TriggerSource.SCHEDULED))
+        if trigger is not None:
+            await self.dispatch(trigger)
 
     async def trigger_manually(self, now: datetime) -> None:
         """A trigger_now(): counted toward max_runs, through the overlap policy and the guard."""
@@ -457,15 +480,17 @@ class _Loop:
         if max_runs is not None and count >= max_runs:
             return  # the job is finished: nothing more may run
         exhausted = max_runs is not None and count + 1 >= max_runs
-        committed = await self.persistence.commit(
-            s.state.consumed(count + 1, None if exhausted else s.state.next_run_at)
-        )
+        trigger = Trigger(now, False, count + 1, TriggerSource.MANUAL)
+        state = s.state.consumed(count + 1, None if exhausted else s.state.next_run_at)
+        if self.ledger_on:
+            state = state.opened(self.open_run(trigger))
+        committed = await self.persistence.commit(state)
         if committed is None:
             await self.adopt_stored("manual")
             s.manual += 1  # still wanted: try again from the adopted state
             return
         s.state = committed
-        await self.dispatch(Trigger(now, False, count + 1, TriggerSource.MANUAL))
+        await self.dispatch(trigger)
 
     async def adopt_stored(self, during: str) -> None:
         """Another process saved first: continue from the stored document (a new one if deleted)."""
@@ -489,23 +514,28 @@ class _Loop:
             )
         )
 
-    async def save_merged(self, change: Callable[[JobState], JobState], during: str) -> None:
+    async def save_merged(
+        self, change: Callable[[JobState], JobState], during: str, entries: list[LedgerEntry] | None = None
+    ) -> None:
         """Save ``change`` applied to our state; on a conflict apply it to the fresher document.
 
         Used for a run's outcome and its in-flight marker: they belong to an occurrence we
         consumed, so they are merged into whatever another replica saved meanwhile (one retry).
+        ``entries`` go with the save; if it never lands they are appended on their own.
         """
         s = self.s
-        committed = await self.persistence.commit(change(s.state))
+        committed = await self.persistence.commit(change(s.state), entries)
         if committed is None:
             await self.adopt_stored(during)
-            committed = await self.persistence.commit(change(s.state))
+            committed = await self.persistence.commit(change(s.state), entries)
             if committed is None:
                 _log.warning(
                     "job %s: %s save lost a race twice; the stored state keeps the other writer's",
                     self.job.job_id,
                     during,
                 )
+                if entries:
+                    self.persistence.append_later(entries)
                 return
         s.state = committed
 
@@ -597,7 +627,8 @@ class _Loop:
             raise outcome.fatal
         record = outcome.record
         s.history.append(record)
-        save = self.save_merged(lambda st: st.completed(record), "complete")
+        entries = [self.run_entry(record, execution)] if self.ledger_on else None
+        save = self.save_merged(lambda st: st.completed(record), "complete", entries)
         if release is None:
             await save
         else:  # release the lease and save the outcome concurrently (independent round trips)
@@ -631,7 +662,21 @@ class _Loop:
         s.last_skip = reason
 
     def skip(self, trigger: Trigger, reason: RunSkipReason) -> None:
+        """A consumed trigger does not run after all (decided after the save that consumed it).
+
+        The counters ride with the next save; the ledger entry is appended in the background
+        (a crash right now may lose it). A contended skip is written only when our own
+        conditional save consumed the occurrence: with plain saves another replica may have
+        consumed the same one, and its entry is the occurrence's entry.
+        """
         self.count_skip(reason, 1)
+        s = self.s
+        state = s.state.skipped(reason, 1, trigger.scheduled_at)
+        if self.ledger_on:
+            state = state.settled(trigger.scheduled_at)
+            if reason is not RunSkipReason.CONTENDED or self.persistence.conditional:
+                self.persistence.append_later([self.skip_entry(trigger, reason)])
+        s.state = state
         if self.emit_or_none is not None:
             self.emit_or_none(
                 RunSkipped(
@@ -643,6 +688,57 @@ class _Loop:
                     reason=reason,
                 )
             )
+
+    # -- ledger entries ----------------------------------------------------------------------
+
+    def open_run(self, trigger: Trigger) -> OpenRun:
+        return OpenRun.model_construct(
+            occurrence=trigger.scheduled_at,
+            instance=self.instance,
+            trigger_count=trigger.trigger_count,
+            source=trigger.source,
+            catch_up=trigger.catch_up,
+        )
+
+    def drop_entry(self, drop: Drop) -> LedgerEntry:
+        return LedgerEntry(
+            job_id=self.job.job_id,
+            scheduled_at=drop.first,
+            fate=LedgerFate.SKIPPED if drop.count == 1 else LedgerFate.MISSED,
+            reason=drop.reason,
+            count=drop.count,
+            last_scheduled_at=drop.last,
+            catch_up=drop.reason in (RunSkipReason.MISSED, RunSkipReason.COALESCED),
+            instance=self.instance,
+        )
+
+    def skip_entry(self, trigger: Trigger, reason: RunSkipReason) -> LedgerEntry:
+        return LedgerEntry(
+            job_id=self.job.job_id,
+            scheduled_at=trigger.scheduled_at,
+            fate=LedgerFate.SKIPPED,
+            reason=reason,
+            source=trigger.source,
+            catch_up=trigger.catch_up,
+            instance=self.instance,
+        )
+
+    def run_entry(self, record: RunRecord, execution: Execution) -> LedgerEntry:
+        lease = execution.lease
+        return LedgerEntry(
+            job_id=self.job.job_id,
+            scheduled_at=record.scheduled_at,
+            fate=LedgerFate.of_run(record.status),
+            source=record.source,
+            catch_up=record.catch_up,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+            attempts=record.attempts,
+            error=record.error,
+            exit_code=execution.exit_code,
+            fencing_token=None if lease is None else lease.fencing_token,
+            instance=self.instance,
+        )
 
     def report_drop(self, drop: Drop, trigger_count: int) -> None:
         self.count_skip(drop.reason, drop.count)
