@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from ._clock import Clock, SystemClock
 from ._errors import StoreError, StoreErrorKind, StoreOperation
+from ._ledger import DEFAULT_LEDGER_LIMIT, LedgerEntry, LedgerFate, LedgerSavingStore, RunLedger, check_query, select
 from ._state import JobState
-from ._store import StateStore, StoreAttachment
+from ._store import InMemoryStateStore, StateStore, StoreAttachment
 from ._time import to_timedelta
 from .events import SchedulerEvent, StoreDegraded, StoreRecovered
 
 EventSink = Callable[[SchedulerEvent], None]
+#: Ledger entries kept while the primary is unreachable; beyond it the oldest are dropped
+#: (and counted in a warning when written back).
+MAX_BUFFERED_ENTRIES = 10_000
 _log = logging.getLogger("scheduler")
 
 
@@ -25,6 +30,10 @@ class ResilientStateStore:
     during the outage are written back (unless the primary already holds a state with a
     higher ``trigger_count``, written by another instance) and ``StoreRecovered`` is emitted.
     DATA and UNKNOWN errors are never masked: they propagate.
+
+    Run ledger: entries are written through to the primary's ledger; while degraded they are
+    buffered (at most ``MAX_BUFFERED_ENTRIES``, the oldest dropped first) and appended on
+    recovery after the states. A primary without a ledger gets one in memory here.
     """
 
     def __init__(
@@ -44,6 +53,9 @@ class ResilientStateStore:
         self._deleted: set[str] = set()
         self._degraded = False
         self._next_probe: datetime | None = None
+        self._buffer: deque[tuple[LedgerEntry, int]] = deque(maxlen=MAX_BUFFERED_ENTRIES)
+        self._buffered_total = 0
+        self._ledger: RunLedger = primary if isinstance(primary, RunLedger) else InMemoryStateStore()
 
     @property
     def is_degraded(self) -> bool:
@@ -106,6 +118,7 @@ class ResilientStateStore:
 
     async def _write_back(self) -> int:
         written = 0
+        await self._write_back_ledger()
         for job_id in sorted(self._deleted):
             await self.primary.delete(job_id)
             self._deleted.discard(job_id)
@@ -120,6 +133,100 @@ class ResilientStateStore:
                 self._mirror[job_id] = theirs
             self._dirty.discard(job_id)
         return written
+
+    async def _write_back_ledger(self) -> None:
+        lost = self._buffered_total - len(self._buffer)
+        if lost > 0:
+            _log.warning("run ledger: %d entries recorded during the outage were dropped (buffer full)", lost)
+        while self._buffer:
+            entry, keep = self._buffer[0]
+            batch = [entry]
+            for other, other_keep in list(self._buffer)[1:200]:
+                if other_keep != keep:
+                    break
+                batch.append(other)
+            await self._ledger.append(batch, keep=keep)
+            for _ in batch:
+                self._buffer.popleft()
+        self._buffered_total = 0
+
+    def _hold(self, entries: Sequence[LedgerEntry], keep: int) -> None:
+        self._buffer.extend((entry, keep) for entry in entries)
+        self._buffered_total += len(entries)
+
+    async def append(self, entries: Sequence[LedgerEntry], *, keep: int = DEFAULT_LEDGER_LIMIT) -> None:
+        if not entries:
+            return
+        job_id = entries[0].job_id
+        if await self._try_recover(job_id):
+            try:
+                await self._ledger.append(entries, keep=keep)
+                return
+            except StoreError as exc:
+                if exc.kind is not StoreErrorKind.CONNECTION:
+                    raise
+                self._degrade(StoreOperation.LEDGER, job_id, exc)
+        self._hold(entries, keep)
+
+    async def history(
+        self,
+        job_id: str,
+        *,
+        limit: int = 100,
+        before: datetime | None = None,
+        after: datetime | None = None,
+        fates: Iterable[LedgerFate] | None = None,
+    ) -> list[LedgerEntry]:
+        """The primary's entries plus those still buffered (only the buffered while degraded)."""
+        check_query(limit, before, after)
+        fates = None if fates is None else list(fates)
+        stored: list[LedgerEntry] = []
+        if await self._try_recover(job_id):
+            try:
+                stored = await self._ledger.history(job_id, limit=limit, before=before, after=after, fates=fates)
+            except StoreError as exc:
+                if exc.kind is not StoreErrorKind.CONNECTION:
+                    raise
+                self._degrade(StoreOperation.LEDGER, job_id, exc)
+        held = [entry for entry, _ in self._buffer if entry.job_id == job_id]
+        if not held:
+            return stored
+        # Stored entries were appended before the buffered ones.
+        pairs = [(-i, e) for i, e in enumerate(stored)] + [(i + 1, e) for i, e in enumerate(held)]
+        return select(pairs, limit=limit, before=before, after=after, fates=fates)
+
+    async def save_with_ledger(
+        self,
+        state: JobState,
+        entries: Sequence[LedgerEntry],
+        *,
+        expected_revision: int | None,
+        keep: int,
+    ) -> bool:
+        """Through the primary's combined write when it has one; else ``save`` then ``append``.
+
+        This store saves unconditionally (it is not a conditional store): a given
+        ``expected_revision`` is compared only by a primary that writes both at once.
+        """
+        primary = self.primary
+        if isinstance(primary, LedgerSavingStore) and await self._try_recover(state.job_id):
+            try:
+                saved = await primary.save_with_ledger(state, entries, expected_revision=expected_revision, keep=keep)
+            except StoreError as exc:
+                if exc.operation is StoreOperation.LEDGER:  # the state was saved
+                    self._mirror[state.job_id] = state
+                    raise
+                if exc.kind is not StoreErrorKind.CONNECTION:
+                    raise
+                self._degrade(StoreOperation.SAVE, state.job_id, exc)
+            else:
+                if saved:
+                    self._mirror[state.job_id] = state
+                    self._deleted.discard(state.job_id)
+                return saved
+        await self.save(state)
+        await self.append(entries, keep=keep)
+        return True
 
     async def load(self, job_id: str) -> JobState | None:
         if await self._try_recover(job_id):
