@@ -91,6 +91,31 @@ def _interrupted(runs: tuple[OpenRun, ...], resumed: datetime | None) -> tuple[O
     return tuple(r for r in runs if r.occurrence != resumed and process_gone(r.instance))
 
 
+async def _settle(
+    persistence: Persistence, state: JobState, gone: tuple[OpenRun, ...], ledger: bool
+) -> tuple[JobState, list[LedgerEntry] | None]:
+    """Settle the open runs of dead processes: INTERRUPTED, unless the ledger already says more.
+
+    A run skipped just before its process died may have its skip entry in the ledger while
+    the state still lists it as open (the skip is saved with the next save): that entry is
+    the occurrence's, and its skip is counted instead.
+    """
+    entries: list[LedgerEntry] = []
+    interrupted: list[OpenRun] = []
+    for run in gone:
+        known = None
+        if ledger:
+            found = await persistence.entries_at(run.occurrence)
+            known = next((e for e in found if e.count == 1 and e.source is run.source and e.reason), None)
+        if known is not None and known.reason is not None:
+            state = state.settled(run.occurrence).skipped(known.reason, 1, run.occurrence)
+        else:
+            interrupted.append(run)
+            entries.append(_interrupted_entry(state.job_id, run))
+    state = state.interrupted_runs(tuple(interrupted))
+    return state, entries if ledger else None
+
+
 def _interrupted_entry(job_id: str, run: OpenRun) -> LedgerEntry:
     return LedgerEntry(
         job_id=job_id,
@@ -169,8 +194,7 @@ async def load_state(
     if state.open_runs:
         gone = _interrupted(state.open_runs, None if resume is None else resume.scheduled_at)
         if gone:
-            state = state.interrupted_runs(gone)
-            entries = [_interrupted_entry(job.job_id, run) for run in gone] if ledger else None
+            state, entries = await _settle(persistence, state, gone, ledger)
     if state != stored:
         committed = await persistence.commit(state, entries)
         if committed is None:  # another replica saved meanwhile: start from its document

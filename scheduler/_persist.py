@@ -131,6 +131,17 @@ class Persistence:
                 StoreDegraded(job_id=self.job_id, at=self._now(), operation=StoreOperation.LEDGER, error=str(error))
             )
 
+    async def entries_at(self, instant: datetime) -> list[LedgerEntry]:
+        """The ledger's entries covering ``instant`` (none when it cannot be read)."""
+        if self.ledger is None:
+            return []
+        query = self.ledger.history(self.job_id, limit=10, before=instant, after=instant)
+        try:
+            return await self._bounded(query, StoreOperation.LEDGER)
+        except StoreError as exc:
+            self._ledger_failed(exc)
+            return []
+
     async def drain(self) -> None:
         """Wait for background ledger appends (each is bounded by the call deadline)."""
         while self._appends:

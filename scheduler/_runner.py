@@ -306,6 +306,7 @@ class _Loop:
                     step = await self.step()
                     if isinstance(step, Stop):
                         reason = step.reason
+                        await self.flush()
                         break
                     if isinstance(step, Wait):
                         await self.wait(step.deadline)
@@ -433,6 +434,7 @@ class _Loop:
 
     async def finish(self) -> SchedulerStopReason:
         if self.config.terminal_state_policy is TerminalStatePolicy.DELETE:
+            self.s.unsaved_skips.clear()  # nothing of the state is kept
             await self.persistence.delete()
             self.emit(
                 TerminalStateDeleted(
@@ -463,7 +465,7 @@ class _Loop:
             entries = [self.drop_entry(drop) for drop in decision.drops]
             if trigger is not None:
                 state = state.opened(self.open_run(trigger))
-        committed = await self.persistence.commit(state, entries)
+        committed = await self.commit(state, entries)
         if committed is None:
             await self.adopt_stored("consume")
             return
@@ -484,13 +486,25 @@ class _Loop:
         state = s.state.consumed(count + 1, None if exhausted else s.state.next_run_at)
         if self.ledger_on:
             state = state.opened(self.open_run(trigger))
-        committed = await self.persistence.commit(state)
+        committed = await self.commit(state)
         if committed is None:
             await self.adopt_stored("manual")
             s.manual += 1  # still wanted: try again from the adopted state
             return
         s.state = committed
         await self.dispatch(trigger)
+
+    async def commit(self, state: JobState, entries: list[LedgerEntry] | None = None) -> JobState | None:
+        """Save through ``Persistence``; a saved state carries every skip applied so far."""
+        committed = await self.persistence.commit(state, entries)
+        if committed is not None and self.s.unsaved_skips:
+            self.s.unsaved_skips.clear()
+        return committed
+
+    async def flush(self) -> None:
+        """Save skips decided since the last save (a queued trigger dropped at shutdown)."""
+        if self.s.unsaved_skips:
+            await self.save_merged(lambda st: st, "stop")
 
     async def adopt_stored(self, during: str) -> None:
         """Another process saved first: continue from the stored document (a new one if deleted)."""
@@ -503,6 +517,10 @@ class _Loop:
             trigger_count: int | None = None
         else:
             trigger_count = stored.trigger_count
+        for occurrence, reason in s.unsaved_skips:  # ours, not in the other writer's document
+            stored = stored.skipped(reason, 1, occurrence)
+            if self.ledger_on:
+                stored = stored.settled(occurrence)
         s.state = stored
         self.emit(
             StateConflict(
@@ -524,10 +542,10 @@ class _Loop:
         ``entries`` go with the save; if it never lands they are appended on their own.
         """
         s = self.s
-        committed = await self.persistence.commit(change(s.state), entries)
+        committed = await self.commit(change(s.state), entries)
         if committed is None:
             await self.adopt_stored(during)
-            committed = await self.persistence.commit(change(s.state), entries)
+            committed = await self.commit(change(s.state), entries)
             if committed is None:
                 _log.warning(
                     "job %s: %s save lost a race twice; the stored state keeps the other writer's",
@@ -672,6 +690,7 @@ class _Loop:
         self.count_skip(reason, 1)
         s = self.s
         state = s.state.skipped(reason, 1, trigger.scheduled_at)
+        s.unsaved_skips.append((trigger.scheduled_at, reason))
         if self.ledger_on:
             state = state.settled(trigger.scheduled_at)
             if reason is not RunSkipReason.CONTENDED or self.persistence.conditional:
