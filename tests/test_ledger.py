@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
 import socket
@@ -26,6 +27,7 @@ from scheduler import (
     RunSkipReason,
     Scheduler,
     SchedulerConfig,
+    SchedulerHandle,
     SqliteStateStore,
     StoreError,
     StoreErrorKind,
@@ -52,7 +54,7 @@ def assert_consistent(entries: Sequence[LedgerEntry], state: JobState) -> None:
     assert sum(e.count for e in entries) == state.trigger_count
     spans = sorted((e.scheduled_at, e.last_scheduled_at, e.source.value) for e in entries)
     scheduled = [span for span in spans if span[2] == "scheduled"]
-    for previous, current in zip(scheduled, scheduled[1:], strict=False):
+    for previous, current in itertools.pairwise(scheduled):
         assert current[0] > previous[1], f"occurrence recorded twice: {previous} and {current}"
     for entry in entries:
         if entry.fate in SKIP_FATES:
@@ -105,13 +107,18 @@ async def test_each_fate_is_recorded_with_its_details(clock: FakeClock) -> None:
     assert {LedgerFate.SUCCESS, LedgerFate.FAILED, LedgerFate.SKIPPED, LedgerFate.MISSED} <= fates
     assert any(e.reason is RunSkipReason.OVERLAP for e in entries)
     failed = next(e for e in entries if e.fate is LedgerFate.FAILED)
-    assert failed.error == "ValueError: boom" and failed.attempts == 1
-    assert failed.started_at is not None and failed.finished_at is not None
+    assert failed.error == "ValueError: boom"
+    assert failed.attempts == 1
+    assert failed.started_at is not None
+    assert failed.finished_at is not None
     assert failed.instance == f"{socket.gethostname()}:{os.getpid()}"
     window_skips = [e for e in entries if e.reason is RunSkipReason.OUTSIDE_TIME_WINDOW]
-    assert window_skips and all(e.fate is LedgerFate.SKIPPED for e in window_skips)
+    assert window_skips
+    assert all(e.fate is LedgerFate.SKIPPED for e in window_skips)
     ranges = [e for e in entries if e.fate is LedgerFate.MISSED]
-    assert len(ranges) == 1 and ranges[0].count > 1 and ranges[0].reason is RunSkipReason.COALESCED
+    assert len(ranges) == 1
+    assert ranges[0].count > 1
+    assert ranges[0].reason is RunSkipReason.COALESCED
     assert_consistent(entries, report.state)
 
 
@@ -130,7 +137,8 @@ async def test_ledger_limit_zero_writes_nothing(clock: FakeClock) -> None:
     job = Job("off", Interval(10), lambda ctx: None, max_runs=5)
     report = await Scheduler(SchedulerConfig(ledger_limit=0), store=store, clock=clock).run(job)
     assert await store.history("off") == []
-    assert report.state.open_runs == () and report.state.runs_started == 5
+    assert report.state.open_runs == ()
+    assert report.state.runs_started == 5
 
 
 async def test_retention_keeps_the_newest_entries(clock: FakeClock) -> None:
@@ -170,9 +178,11 @@ async def test_a_failing_ledger_never_stops_the_job(clock: FakeClock, recorder: 
     window = JobTimeWindow(segments=[("00:00:00", "00:00:30")])
     job = Job("broken", Interval(10), lambda ctx: None, max_runs=6, time_window=window)
     report = await Scheduler(store=store, clock=clock, observer=recorder).run(job)
-    assert report.state.trigger_count == 6 and report.state.runs_started == 2
+    assert report.state.trigger_count == 6
+    assert report.state.runs_started == 2
     degraded = recorder.of_type(StoreDegraded)
-    assert degraded and {e.operation for e in degraded} == {StoreOperation.LEDGER}
+    assert degraded
+    assert {e.operation for e in degraded} == {StoreOperation.LEDGER}
 
 
 async def test_sqlite_ledger_through_the_scheduler(clock: FakeClock, tmp_path: Any) -> None:
@@ -244,7 +254,7 @@ async def test_invariant_over_random_policies_windows_and_downtime(seed: int) ->
         handle = scheduler.handle()
         control = rng.random()
 
-        async def poke(at: datetime, which: float = control) -> None:
+        async def poke(at: datetime, which: float = control, handle: SchedulerHandle = handle) -> None:
             await clock.sleep_until(at)
             if which < 0.3:
                 handle.trigger_now()
