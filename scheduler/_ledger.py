@@ -42,7 +42,10 @@ class LedgerFate(StrEnum):
 
     @classmethod
     def of_run(cls, status: RunStatus) -> LedgerFate:
-        return cls(status.value)
+        return _RUN_FATES[status]
+
+
+_RUN_FATES = {status: LedgerFate(status.value) for status in RunStatus}
 
 
 def _aware(value: datetime, what: str) -> datetime:
@@ -120,6 +123,16 @@ class LedgerEntry:
         set_(self, "fencing_token", fencing_token)
         set_(self, "instance", instance)
 
+    @classmethod
+    def trusted(cls, **fields: Any) -> LedgerEntry:
+        """Built from the scheduler's own, already valid values: no checks (several per run)."""
+        new = object.__new__(cls)
+        for name, default in _DEFAULTS.items():
+            object.__setattr__(new, name, fields.get(name, default))
+        if fields.get("last_scheduled_at") is None:
+            object.__setattr__(new, "last_scheduled_at", fields["scheduled_at"])
+        return new
+
     @property
     def duration_seconds(self) -> float | None:
         if self.started_at is None or self.finished_at is None:
@@ -182,6 +195,25 @@ class LedgerEntry:
             fencing_token=data.get("fencing_token"),
             instance=str(data.get("instance", "")),
         )
+
+
+_DEFAULTS: dict[str, Any] = {
+    "job_id": None,
+    "scheduled_at": None,
+    "fate": None,
+    "reason": None,
+    "count": 1,
+    "last_scheduled_at": None,
+    "source": TriggerSource.SCHEDULED,
+    "catch_up": False,
+    "started_at": None,
+    "finished_at": None,
+    "attempts": 0,
+    "error": None,
+    "exit_code": None,
+    "fencing_token": None,
+    "instance": "",
+}
 
 
 @runtime_checkable

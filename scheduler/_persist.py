@@ -43,12 +43,14 @@ class Persistence:
     ) -> None:
         self.store = store
         self.job_id = job_id
-        self.conditional = isinstance(store, ConditionalStateStore)
+        # Typed references checked once: isinstance on a runtime protocol is slow per call.
+        self._conditional_store = store if isinstance(store, ConditionalStateStore) else None
+        self.conditional = self._conditional_store is not None
         # The in-memory store cannot hang: skip the timer on the hot path.
         self._timeout = None if isinstance(store, InMemoryStateStore) else call_timeout.total_seconds()
         #: The store's ledger, or None (no ledger capability, or ``ledger_keep`` 0).
         self.ledger: RunLedger | None = store if ledger_keep > 0 and isinstance(store, RunLedger) else None
-        self._combined = self.ledger is not None and isinstance(store, LedgerSavingStore)
+        self._saver = store if self.ledger is not None and isinstance(store, LedgerSavingStore) else None
         self._keep = ledger_keep
         self._emit = emit
         self._now = now
@@ -76,7 +78,7 @@ class Persistence:
         to the ledger only if the state is saved (with it, when the store can).
         """
         if entries and self.ledger is not None:
-            if self._combined:
+            if self._saver is not None:
                 return await self._commit_with_ledger(state, entries)
             committed = await self.commit(state)
             if committed is not None:
@@ -85,17 +87,15 @@ class Persistence:
         if not self.conditional:
             await self._bounded(self.store.save(state), StoreOperation.SAVE)
             return state
-        store = self.store
-        assert isinstance(store, ConditionalStateStore)
-        if await self._bounded(store.save_if(state, state.revision), StoreOperation.SAVE):
+        assert self._conditional_store is not None
+        if await self._bounded(self._conditional_store.save_if(state, state.revision), StoreOperation.SAVE):
             return state.with_revision(state.revision + 1)
         return None
 
     async def _commit_with_ledger(self, state: JobState, entries: Sequence[LedgerEntry]) -> JobState | None:
-        store = self.store
-        assert isinstance(store, LedgerSavingStore)
+        assert self._saver is not None
         expected = state.revision if self.conditional else None
-        call = store.save_with_ledger(state, entries, expected_revision=expected, keep=self._keep)
+        call = self._saver.save_with_ledger(state, entries, expected_revision=expected, keep=self._keep)
         try:
             saved = await self._bounded(call, StoreOperation.SAVE)
         except StoreError as exc:

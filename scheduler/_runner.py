@@ -37,7 +37,7 @@ from ._guard import ExecutionGuard, ExecutionLease, NoopExecutionGuard
 from ._handle import Command, CommandKind, SchedulerHandle
 from ._job import Job
 from ._leasing import LeaseBroker
-from ._ledger import LedgerEntry, LedgerFate
+from ._ledger import MAX_ERROR_CHARS, LedgerEntry, LedgerFate
 from ._loading import load_state, new_state
 from ._observers import Fanout, ObserverLike
 from ._persist import Persistence
@@ -453,18 +453,18 @@ class _Loop:
         """
         s = self.s
         count = s.state.trigger_count + decision.consumed
-        state = s.state.consumed(count, decision.next_run_at)
-        for drop in decision.drops:
-            state = state.skipped(drop.reason, drop.count, drop.last)
         trigger = None
         if decision.run_at is not None:
             trigger = Trigger(decision.run_at, decision.catch_up, count, TriggerSource.SCHEDULED)
         entries = None
+        opened = None
         if self.ledger_on:
             # The drops and the run to start are written by the same save that consumes them.
-            entries = [self.drop_entry(drop) for drop in decision.drops]
-            if trigger is not None:
-                state = state.opened(self.open_run(trigger))
+            entries = [self.drop_entry(drop) for drop in decision.drops] if decision.drops else None
+            opened = None if trigger is None else self.open_run(trigger)
+        state = s.state.consumed(count, decision.next_run_at, opened)
+        for drop in decision.drops:
+            state = state.skipped(drop.reason, drop.count, drop.last)
         committed = await self.commit(state, entries)
         if committed is None:
             await self.adopt_stored("consume")
@@ -483,9 +483,8 @@ class _Loop:
             return  # the job is finished: nothing more may run
         exhausted = max_runs is not None and count + 1 >= max_runs
         trigger = Trigger(now, False, count + 1, TriggerSource.MANUAL)
-        state = s.state.consumed(count + 1, None if exhausted else s.state.next_run_at)
-        if self.ledger_on:
-            state = state.opened(self.open_run(trigger))
+        opened = self.open_run(trigger) if self.ledger_on else None
+        state = s.state.consumed(count + 1, None if exhausted else s.state.next_run_at, opened)
         committed = await self.commit(state)
         if committed is None:
             await self.adopt_stored("manual")
@@ -711,16 +710,12 @@ class _Loop:
     # -- ledger entries ----------------------------------------------------------------------
 
     def open_run(self, trigger: Trigger) -> OpenRun:
-        return OpenRun.model_construct(
-            occurrence=trigger.scheduled_at,
-            instance=self.instance,
-            trigger_count=trigger.trigger_count,
-            source=trigger.source,
-            catch_up=trigger.catch_up,
+        return OpenRun.trusted(
+            trigger.scheduled_at, self.instance, trigger.trigger_count, trigger.source, trigger.catch_up
         )
 
     def drop_entry(self, drop: Drop) -> LedgerEntry:
-        return LedgerEntry(
+        return LedgerEntry.trusted(
             job_id=self.job.job_id,
             scheduled_at=drop.first,
             fate=LedgerFate.SKIPPED if drop.count == 1 else LedgerFate.MISSED,
@@ -732,7 +727,7 @@ class _Loop:
         )
 
     def skip_entry(self, trigger: Trigger, reason: RunSkipReason) -> LedgerEntry:
-        return LedgerEntry(
+        return LedgerEntry.trusted(
             job_id=self.job.job_id,
             scheduled_at=trigger.scheduled_at,
             fate=LedgerFate.SKIPPED,
@@ -744,7 +739,8 @@ class _Loop:
 
     def run_entry(self, record: RunRecord, execution: Execution) -> LedgerEntry:
         lease = execution.lease
-        return LedgerEntry(
+        error = record.error
+        return LedgerEntry.trusted(
             job_id=self.job.job_id,
             scheduled_at=record.scheduled_at,
             fate=LedgerFate.of_run(record.status),
@@ -753,7 +749,7 @@ class _Loop:
             started_at=record.started_at,
             finished_at=record.finished_at,
             attempts=record.attempts,
-            error=record.error,
+            error=error if error is None or len(error) <= MAX_ERROR_CHARS else error[:MAX_ERROR_CHARS],
             exit_code=execution.exit_code,
             fencing_token=None if lease is None else lease.fencing_token,
             instance=self.instance,

@@ -63,6 +63,25 @@ class OpenRun(BaseModel):
     source: TriggerSource = TriggerSource.SCHEDULED
     catch_up: bool = False
 
+    @classmethod
+    def trusted(
+        cls, occurrence: datetime, instance: str, trigger_count: int, source: TriggerSource, catch_up: bool
+    ) -> OpenRun:
+        """Built from the scheduler's own values: skips validation (one per run)."""
+        new = object.__new__(cls)
+        values = {
+            "occurrence": occurrence,
+            "instance": instance,
+            "trigger_count": trigger_count,
+            "source": source,
+            "catch_up": catch_up,
+        }
+        object.__setattr__(new, "__dict__", values)
+        object.__setattr__(new, "__pydantic_fields_set__", set(values))
+        object.__setattr__(new, "__pydantic_extra__", None)
+        object.__setattr__(new, "__pydantic_private__", None)
+        return new
+
 
 class JobState(BaseModel):
     """Everything the scheduler persists about a job, keyed by ``job_id``.
@@ -129,9 +148,14 @@ class JobState(BaseModel):
     # Typed so mypy sees every change; values come from the scheduler itself, so they skip
     # pydantic's validation (a test pins each one to the validated ``model_copy`` result).
 
-    def consumed(self, trigger_count: int, next_run_at: datetime | None) -> JobState:
-        """Occurrences were consumed: the new count and where the schedule continues."""
-        return self._replace(trigger_count=trigger_count, next_run_at=next_run_at)
+    def consumed(self, trigger_count: int, next_run_at: datetime | None, opened: OpenRun | None = None) -> JobState:
+        """Occurrences were consumed: the new count and where the schedule continues.
+
+        ``opened``: the consumed occurrence that is about to run (see ``opened``), in the same copy.
+        """
+        if opened is None:
+            return self._replace(trigger_count=trigger_count, next_run_at=next_run_at)
+        return self._replace(trigger_count=trigger_count, next_run_at=next_run_at, open_runs=(*self.open_runs, opened))
 
     def rescheduled(self, next_run_at: datetime | None, schedule_fingerprint: str | None) -> JobState:
         """The schedule changed (or was repaired): continue at ``next_run_at``."""
@@ -198,9 +222,8 @@ class JobState(BaseModel):
 
         About twice as fast as ``model_copy(update=...)``, which matters at two states per run.
         """
-        fields = type(self).model_fields
         for name in changes:
-            if name not in fields:
+            if name not in _FIELD_NAMES:
                 raise TypeError(f"JobState has no field {name!r}")
         new = object.__new__(JobState)
         values = self.__dict__.copy()
@@ -223,6 +246,10 @@ class JobState(BaseModel):
     @classmethod
     def from_json(cls, text: str | bytes) -> JobState:
         return cls.model_validate_json(text)
+
+
+#: Looked up per transition; pydantic's ``model_fields`` accessor is slow on a hot path.
+_FIELD_NAMES = frozenset(JobState.model_fields)
 
 
 def _without(runs: tuple[OpenRun, ...], occurrence: datetime) -> tuple[OpenRun, ...]:

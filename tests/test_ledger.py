@@ -271,3 +271,34 @@ async def test_invariant_over_random_policies_windows_and_downtime(seed: int) ->
     state = await store.load("inv")
     assert state is not None
     assert_consistent(await everything(store, "inv"), state)
+
+
+def test_a_trusted_entry_equals_a_checked_one() -> None:
+    fields: dict[str, Any] = {
+        "job_id": "j",
+        "scheduled_at": T0,
+        "fate": LedgerFate.MISSED,
+        "reason": RunSkipReason.PAUSED,
+        "count": 3,
+        "last_scheduled_at": T0 + 20 * S,
+        "instance": "h:1",
+    }
+    assert LedgerEntry.trusted(**fields) == LedgerEntry(**fields)
+    single = {"job_id": "j", "scheduled_at": T0, "fate": LedgerFate.SUCCESS, "attempts": 1}
+    assert LedgerEntry.trusted(**single) == LedgerEntry(**single)
+
+
+def test_entries_are_checked_when_built_by_hand() -> None:
+    with pytest.raises(ValueError, match="aware"):
+        LedgerEntry(job_id="j", scheduled_at=T0.replace(tzinfo=None), fate=LedgerFate.SUCCESS)
+    with pytest.raises(ValueError, match="reason"):
+        LedgerEntry(job_id="j", scheduled_at=T0, fate=LedgerFate.SKIPPED)
+    with pytest.raises(ValueError, match="count"):
+        LedgerEntry(job_id="j", scheduled_at=T0, fate=LedgerFate.MISSED, reason="missed", count=0)
+    with pytest.raises(ValueError, match="before it starts"):
+        LedgerEntry(job_id="j", scheduled_at=T0, fate=LedgerFate.SUCCESS, last_scheduled_at=T0 - S)
+    long = LedgerEntry(job_id="j", scheduled_at=T0, fate=LedgerFate.FAILED, error="x" * 2000)
+    assert long.error is not None
+    assert len(long.error) == 500
+    entry = LedgerEntry(job_id="j", scheduled_at=T0, fate="skipped", reason="overlap", instance="h:2")
+    assert LedgerEntry.from_dict(entry.to_dict()) == entry

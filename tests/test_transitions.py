@@ -102,6 +102,20 @@ def test_skipped_equals_a_validated_copy(state: JobState, reason: RunSkipReason,
     assert state.skips == JobState.model_validate(state.model_dump()).skips  # the original is untouched
 
 
+@given(states, st.integers(0, 2000), maybe, open_runs)
+def test_consumed_with_an_open_run_equals_a_validated_copy(
+    state: JobState, count: int, next_run_at: datetime | None, run: OpenRun
+) -> None:
+    expected = _validated(state, trigger_count=count, next_run_at=next_run_at, open_runs=(*state.open_runs, run))
+    assert state.consumed(count, next_run_at, run) == expected
+
+
+def test_a_trusted_open_run_equals_a_validated_one() -> None:
+    run = OpenRun.trusted(T0, "h:1", 3, TriggerSource.MANUAL, True)
+    assert run == OpenRun(occurrence=T0, instance="h:1", trigger_count=3, source="manual", catch_up=True)
+    assert run.model_dump() == OpenRun.model_validate(run.model_dump()).model_dump()
+
+
 @given(states, open_runs)
 def test_opened_and_settled_equal_validated_copies(state: JobState, run: OpenRun) -> None:
     opened = state.opened(run)
