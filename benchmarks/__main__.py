@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--rounds N] [--only SCENARIO ...]``: run, report, publish."""
+"""``python -m benchmarks [--quick] [--rounds N] [--only SCENARIO ...] [--profile]``: run, report, publish."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from . import report, scenarios
+from . import _aps4, profile, report, scenarios
 from ._run import ROOT, python_says
 from ._server import ValkeyServer
 
@@ -17,24 +17,24 @@ RESULTS = ROOT / "benchmarks" / "results"
 SCENARIOS = ("punctuality", "overhead", "valkey", "downtime", "footprint")
 
 
-def run_round(index: int, sizes: dict[str, Any], only: set[str], url: str | None) -> dict[str, Any]:
-    peers = list(scenarios.PEERS)
-    order = peers[index % 3 :] + peers[: index % 3]  # alternate which peer goes first
+def run_round(index: int, sizes: dict[str, Any], only: set[str], url: str | None, aps4: str | None) -> dict[str, Any]:
+    peers = list(dict.fromkeys(scenarios.PUNCTUALITY_PEERS + scenarios.OVERHEAD_PEERS))
+    shift = index % len(peers)
+    order = peers[shift:] + peers[:shift]  # alternate which peer goes first
     out: dict[str, Any] = {"order": order}
     if "punctuality" in only:
-        out["punctuality/10ms"] = scenarios.punctuality(order, 0.01, sizes["n10ms"])
-        out["punctuality/10ms uvloop"] = scenarios.punctuality(order, 0.01, sizes["n10ms"], loop="uvloop")
-        out["punctuality/100ms"] = scenarios.punctuality(order, 0.1, sizes["n100ms"])
-        out["punctuality/1s"] = scenarios.punctuality(order, 1.0, sizes["n1s"])
+        for row in scenarios.PUNCTUALITY_ROWS:
+            out[f"punctuality/{row}"] = scenarios.punctuality(order, row, sizes, aps4)
     if "overhead" in only:
-        out["overhead"] = scenarios.overhead(order, sizes["window"])
+        out["overhead/saturated"] = scenarios.overhead(order, scenarios.SATURATED_INTERVAL_S, sizes, aps4)
+        out["overhead/paced"] = scenarios.overhead(order, scenarios.PACED_INTERVAL_S, sizes, aps4)
     if "valkey" in only and url is not None:
         out["valkey"] = scenarios.valkey(url, sizes["valkey_runs"])
     if "downtime" in only:
         out["downtime"] = scenarios.downtime(sizes["decide_repeats"])
     if "footprint" in only:
         out["rss"] = scenarios.rss(order, sizes["rss_runs"])
-        out["footprint"] = scenarios.footprint(sizes["import_reps"], sizes["cli_reps"])
+        out["footprint"] = scenarios.footprint(sizes)
     return out
 
 
@@ -50,6 +50,7 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpus": __import__("os").cpu_count(),
         "versions": dict(item.split("=", 1) for item in versions.split(";")),
+        "machine": _cpu_model(),
         "loadavg_at_start": load,
     }
 
@@ -59,27 +60,54 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small counts (smoke run, not for publishing)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", nargs="*", choices=SCENARIOS, default=list(SCENARIOS))
+    parser.add_argument("--profile", action="store_true", help="also sample the scheduler's CPU with py-spy")
     parser.add_argument("--no-publish", action="store_true", help="print only; do not write results or docs")
+    parser.add_argument("--render", action="store_true", help="only rewrite the report from results/latest.json")
     args = parser.parse_args(argv)
+    if args.render:
+        data = json.loads((RESULTS / "latest.json").read_text())
+        publish(data, report.render(data))
+        return 0
     sizes = scenarios.QUICK if args.quick else scenarios.FULL
     only = set(args.only)
     meta = {**environment(), "quick": args.quick, "rounds": args.rounds, "sizes": sizes}
+    aps4_python, aps4_says = _aps4.interpreter(create=not args.quick)
+    meta["aps4"] = {"available": aps4_python is not None, "version" if aps4_python else "why": aps4_says}
+    aps4 = str(aps4_python) if aps4_python else None
     t0 = time.perf_counter()
     rounds = []
     with ValkeyServer() if "valkey" in only else _NoServer() as url:
         for i in range(args.rounds):
             print(f"round {i + 1}/{args.rounds} ...", file=sys.stderr, flush=True)
-            rounds.append(run_round(i, sizes, only, url))
+            rounds.append(run_round(i, sizes, only, url, aps4))
+    data: dict[str, Any] = {"meta": meta, "rounds": rounds}
+    if args.profile:
+        print("profile ...", file=sys.stderr, flush=True)
+        data["profile"] = profile.run(sizes)
     meta["seconds"] = round(time.perf_counter() - t0, 1)
-    data = {"meta": meta, "rounds": rounds}
     markdown = report.render(data)
     print(markdown)
     if not args.no_publish:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "latest.json").write_text(json.dumps(data, indent=1) + "\n")
-        report.plot(data, RESULTS / "lateness.png")
-        (ROOT / "docs" / "benchmarks.md").write_text(report.document(data, markdown))
+        publish(data, markdown)
     return 0
+
+
+def publish(data: dict[str, Any], markdown: str) -> None:
+    report.plot(data, RESULTS / "lateness.png")
+    (ROOT / "docs" / "benchmarks.md").write_text(report.document(data, markdown))
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 class _NoServer:

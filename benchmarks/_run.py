@@ -14,9 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 
 
-def worker(name: str, params: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
+def worker(name: str, params: dict[str, Any], timeout: float = 600, python: str | None = None) -> dict[str, Any]:
     """Run ``benchmarks.worker`` in a new interpreter; its stdout's last line is the result."""
-    cmd = [PYTHON, "-m", "benchmarks.worker", name, json.dumps(params)]
+    cmd = [python or PYTHON, "-m", "benchmarks.worker", name, json.dumps(params)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
@@ -25,17 +25,19 @@ def worker(name: str, params: dict[str, Any], timeout: float = 600) -> dict[str,
     return result
 
 
-def workers_concurrently(jobs: list[tuple[str, dict[str, Any]]], timeout: float = 600) -> list[dict[str, Any]]:
+def workers_concurrently(
+    jobs: list[tuple[str, dict[str, Any], str | None]], timeout: float = 600
+) -> list[dict[str, Any]]:
     """Several workers at once (used for long, mostly idle schedules staggered in phase)."""
     with ThreadPoolExecutor(len(jobs)) as pool:
-        futures = [pool.submit(worker, name, params, timeout) for name, params in jobs]
+        futures = [pool.submit(worker, name, params, timeout, python) for name, params, python in jobs]
         return [f.result() for f in futures]
 
 
-def wall_seconds(cmd: list[str], timeout: float = 60) -> float:
+def wall_seconds(cmd: list[str], timeout: float = 60, env: dict[str, str] | None = None) -> float:
     """Wall time of one command (fresh process), which must succeed."""
     t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=timeout, check=True)
+    subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=timeout, check=True, env=env)
     return time.perf_counter() - t0
 
 

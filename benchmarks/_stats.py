@@ -17,11 +17,20 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
-def lateness_summary(lateness_us: Sequence[float]) -> dict[str, float]:
-    """p50/p99/max/min/mean of lateness samples in microseconds, and how many were early."""
+#: Fewest samples a percentile is published from; below, the report shows the max instead.
+MIN_SAMPLES = {"p95_us": 60, "p99_us": 200}
+
+
+def lateness_summary(lateness_us: Sequence[float]) -> dict[str, float | None]:
+    """p50/p95/p99/max/min/mean of lateness samples in microseconds, and how many were early.
+
+    A tail percentile from too few samples is only the max under another name: it is None.
+    """
+    n = len(lateness_us)
     return {
         "p50_us": percentile(lateness_us, 50),
-        "p99_us": percentile(lateness_us, 99),
+        "p95_us": percentile(lateness_us, 95) if n >= MIN_SAMPLES["p95_us"] else None,
+        "p99_us": percentile(lateness_us, 99) if n >= MIN_SAMPLES["p99_us"] else None,
         "max_us": max(lateness_us),
         "min_us": min(lateness_us),
         "mean_us": statistics.fmean(lateness_us),

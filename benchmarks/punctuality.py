@@ -1,108 +1,234 @@
-"""Scenario 1 workers: lateness of each start against its scheduled instant, one peer each.
+"""Lateness workers: how long after its scheduled instant each start's first line runs.
 
-Every worker returns raw lateness samples (µs), the mean period between consecutive starts,
-and process CPU time over wall time for the whole schedule.
+Every peer timestamps with ``time.monotonic()`` at the first line of the task (never
+``loop.time()``, which uvloop caches in whole milliseconds). Peers that plan in wall-clock
+datetimes (the scheduler, both APScheduler versions) have their scheduled instants moved onto
+the monotonic clock by one offset read at the start; the offset's drift over the schedule is
+returned, so a clock step during a run would show. Starts are matched to their scheduled
+instant by occurrence (the instant the peer reports for that run), never by position.
+
+This module must import without the scheduler installed: the APScheduler 4 worker runs it
+from its own virtualenv.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
+from collections import deque
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 from ._stats import lateness_summary
 
 
-def _result(lateness_s: list[float], starts: list[float], cpu: float, wall: float) -> dict[str, Any]:
-    lateness_us = [v * 1e6 for v in lateness_s]
+def _wall_offset() -> float:
+    """Wall seconds minus monotonic seconds, read back to back."""
+    return time.time() - time.monotonic()
+
+
+def _result(pairs: dict[float, float], cpu: float, wall: float, drift_s: float) -> dict[str, Any]:
+    """``pairs`` maps each occurrence's scheduled instant to its start, both monotonic seconds."""
+    instants = sorted(pairs)
+    lateness_us = [(pairs[t] - t) * 1e6 for t in instants]
+    starts = [pairs[t] for t in instants]
     gaps = (starts[-1] - starts[0]) / (len(starts) - 1) if len(starts) > 1 else float("nan")
     return {
         **lateness_summary(lateness_us),
         "mean_period_ms": gaps * 1e3,
         "cpu_pct": 100.0 * cpu / wall,
+        "clock_drift_us": drift_s * 1e6,
         "samples_us": [round(v, 1) for v in lateness_us],
     }
 
 
 async def run_lib(period: float, count: int) -> dict[str, Any]:
+    """The scheduler: default configuration, in-memory store, ``SystemClock``."""
     from scheduler import Interval, Job, Scheduler
 
-    lateness: list[float] = []
-    starts: list[float] = []
+    offset = _wall_offset()
+    pairs: dict[float, float] = {}
 
     async def task(ctx: Any) -> None:
-        now = time.time()
-        starts.append(now)
-        lateness.append(now - ctx.run.scheduled_at.timestamp())
+        now = time.monotonic()
+        pairs[ctx.run.scheduled_at.timestamp()] = now
 
     job = Job("bench", Interval(timedelta(seconds=period)), task, max_runs=count)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     await Scheduler().run(job)
-    return _result(lateness, starts, time.process_time() - cpu0, time.perf_counter() - wall0)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    return _result({t - offset: s for t, s in pairs.items()}, cpu, wall, _wall_offset() - offset)
 
 
-async def run_aps(period: float, count: int) -> dict[str, Any]:
-    from apscheduler.events import EVENT_JOB_EXECUTED
+async def run_aps3(period: float, count: int) -> dict[str, Any]:
+    """APScheduler 3: ``coalesce=False`` and no misfire limit, so every occurrence runs.
+
+    APScheduler 3 does not tell a task which occurrence it runs. The submission event, which
+    it dispatches before the task's coroutine gets its first turn, lists the scheduled
+    instants of that submission in the order the task will be called for them; the task takes
+    the next one. The executed events then confirm every pairing (same instants, same order).
+    """
+    from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_SUBMITTED
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
-    starts: list[float] = []
-    planned: list[float] = []
+    offset = _wall_offset()
+    submitted: deque[float] = deque()
+    taken: list[float] = []
+    executed: list[float] = []
+    pairs: dict[float, float] = {}
     done = asyncio.get_running_loop().create_future()
 
     async def task() -> None:
-        starts.append(time.time())
+        now = time.monotonic()
+        instant = submitted.popleft()
+        taken.append(instant)
+        pairs[instant] = now
 
-    def on_executed(event: Any) -> None:
-        planned.append(event.scheduled_run_time.timestamp())
-        if len(planned) >= count and not done.done():
+    def on_event(event: Any) -> None:
+        if event.code == EVENT_JOB_SUBMITTED:
+            submitted.extend(t.timestamp() for t in event.scheduled_run_times)
+            return
+        executed.append(event.scheduled_run_time.timestamp())
+        if len(executed) >= count and not done.done():
             done.set_result(None)
 
     sched = AsyncIOScheduler()
-    sched.add_listener(on_executed, EVENT_JOB_EXECUTED)
+    sched.add_listener(on_event, EVENT_JOB_EXECUTED | EVENT_JOB_SUBMITTED)
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    sched.add_job(task, "interval", seconds=period, max_instances=1, coalesce=False)
+    sched.add_job(task, "interval", seconds=period, max_instances=1, coalesce=False, misfire_grace_time=None)
     sched.start()
     await done
     sched.shutdown(wait=False)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    lateness = [s - p for s, p in zip(starts[:count], planned[:count], strict=True)]
-    return _result(lateness, starts[:count], cpu, wall)
+    if taken[: len(executed)] != executed:
+        raise RuntimeError("APScheduler 3: executed occurrences differ from the ones the task started")
+    return _result({t - offset: pairs[t] for t in executed[:count]}, cpu, wall, _wall_offset() - offset)
+
+
+async def run_aps4(period: float, count: int) -> dict[str, Any]:
+    """APScheduler 4 (pre-release): in-memory data store, ``CoalescePolicy.all``, no misfire
+    limit. The task reads its own occurrence from ``current_job``."""
+    from apscheduler import AsyncScheduler, CoalescePolicy, current_job
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    offset = _wall_offset()
+    pairs: dict[float, float] = {}
+    done = asyncio.get_running_loop().create_future()
+
+    async def task() -> None:
+        now = time.monotonic()
+        fire_time = current_job.get().scheduled_fire_time
+        pairs[fire_time.timestamp()] = now
+        if len(pairs) >= count and not done.done():
+            done.set_result(None)
+
+    async with AsyncScheduler() as sched:
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        await sched.configure_task("bench", func=task, misfire_grace_time=None)
+        await sched.add_schedule(
+            "bench",
+            IntervalTrigger(seconds=period),
+            id="bench",
+            coalesce=CoalescePolicy.all,
+            misfire_grace_time=None,
+        )
+        await sched.start_in_background()
+        await done
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        await sched.stop()
+    first = sorted(pairs)[:count]
+    return _result({t - offset: pairs[t] for t in first}, cpu, wall, _wall_offset() - offset)
 
 
 async def run_floor(period: float, count: int) -> dict[str, Any]:
-    """The floor: absolute deadlines on the loop's monotonic clock, ``call_at`` + a task each."""
+    """The ``call_at`` floor: absolute monotonic deadlines, one loop timer and one task each."""
     loop = asyncio.get_running_loop()
-    lateness: list[float] = []
-    starts: list[float] = []
+    pairs: dict[float, float] = {}
     done = loop.create_future()
-    t0 = loop.time()
+    tasks: set[asyncio.Task[None]] = set()
+    t0 = time.monotonic()
 
     async def task(deadline: float) -> None:
-        now = loop.time()
-        starts.append(now)
-        lateness.append(now - deadline)
-        if len(lateness) >= count:
+        pairs[deadline] = time.monotonic()
+        if len(pairs) >= count:
             done.set_result(None)
-
-    tasks: set[asyncio.Task[None]] = set()
 
     def fire(i: int) -> None:
         started = loop.create_task(task(t0 + i * period))
         tasks.add(started)
         started.add_done_callback(tasks.discard)
         if i < count:
-            loop.call_at(t0 + (i + 1) * period, fire, i + 1)
+            loop.call_later(t0 + (i + 1) * period - time.monotonic(), fire, i + 1)
 
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    loop.call_at(t0 + period, fire, 1)
+    loop.call_later(t0 + period - time.monotonic(), fire, 1)
     await done
-    return _result(lateness, starts, time.process_time() - cpu0, time.perf_counter() - wall0)
+    return _result(pairs, time.process_time() - cpu0, time.perf_counter() - wall0, 0.0)
 
 
-PEERS = {"lib": run_lib, "aps": run_aps, "floor": run_floor}
+# The spin floor's wait, written here after the documented behaviour of the scheduler's real
+# clock rather than imported from it: aim a loop timer at a whole number of milliseconds that
+# the selector does not round up, ending a little before the instant (a long wait ends a few
+# ms early and a second, short timer finishes it), then yield to the loop until the instant.
+EARLY_WAKE_S = 0.0003
+SPIN_S = EARLY_WAKE_S + 0.001
+LONG_WAIT_S = 0.02
+LONG_WAIT_MARGIN_S = 0.004
+SLICE_S = 1.0
+
+
+@lru_cache(maxsize=1024)
+def oversleeps(ms: int) -> bool:
+    """True when ``epoll.poll(ms * 1e-3)`` waits ``ms + 1`` ms (the float is rounded up twice)."""
+    return math.ceil(ms * 1e-3 * 1e9) > ms * 1_000_000
+
+
+def _timer_ms(seconds: float) -> int:
+    ms = math.floor(seconds * 1000)
+    while ms > 0 and oversleeps(ms):
+        ms -= 1
+    return ms
+
+
+async def spin_until(deadline: float) -> None:
+    """Wait until ``time.monotonic() >= deadline``: timer waits first, then zero-length yields."""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        ms = 0
+        if remaining > SPIN_S:
+            margin = LONG_WAIT_MARGIN_S if remaining > LONG_WAIT_S else EARLY_WAKE_S
+            ms = _timer_ms(min(remaining - margin, SLICE_S))
+        await asyncio.sleep(ms * 1e-3 - 1e-6 if ms > 0 else 0)
+
+
+async def run_spin(period: float, count: int) -> dict[str, Any]:
+    """The spin floor: the early-wake-then-yield wait, then a task timestamped at its first line."""
+    loop = asyncio.get_running_loop()
+    pairs: dict[float, float] = {}
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def task(deadline: float) -> None:
+        pairs[deadline] = time.monotonic()
+
+    t0 = time.monotonic()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for i in range(1, count + 1):
+        await spin_until(t0 + i * period)
+        started = loop.create_task(task(t0 + i * period))
+        tasks.add(started)
+        started.add_done_callback(tasks.discard)
+    await asyncio.gather(*tasks)
+    return _result(pairs, time.process_time() - cpu0, time.perf_counter() - wall0, 0.0)
+
+
+PEERS = {"lib": run_lib, "aps3": run_aps3, "aps4": run_aps4, "floor": run_floor, "spin": run_spin}
 
 
 async def measure(peer: str, period: float, count: int, start_at: float | None = None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""``scheduler run``: build the job from flags, wire store/guard/observers/signals, run it."""
+"""``scheduler run`` and ``scheduler check``: flags -> job, start-up checks, signals, the run."""
 
 from __future__ import annotations
 
@@ -8,37 +8,57 @@ import json
 import logging
 import os
 import signal
-import sys
+import warnings
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from ._cli import EXIT_ERROR, EXIT_OK, default_state_url, open_store, parse_instant, redact, scrub
-from ._clock import SystemClock
+from ._cli_checks import StartupFailed, check_command, check_report, print_next, probe_guard, probe_store
+from ._cli_common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    default_state_url,
+    open_store,
+    parse_instant,
+    redact,
+    scrub,
+)
+from ._cli_log import JsonLinesObserver, say, setup
 from ._command import DEFAULT_KILL_GRACE, CommandTask
 from ._config import SchedulerConfig
 from ._cron import Cron
 from ._duration import parse_window
-from ._enums import RunStatus, SchedulerStopReason, TriggerSource
+from ._enums import SchedulerStopReason, TriggerSource
 from ._errors import ExecutionGuardError, InvalidJobError, InvalidJobKind, StoreError
 from ._guard import ExecutionGuard
 from ._job import Job, RetryPolicy
 from ._observers import LogObserver
 from ._schedules import AtTimes, Interval, Schedule
 from ._state import SchedulerReport
-from ._time import format_utc
-from .events import RunCompleted, RunSkipped, RunsMissed, SchedulerEvent, TriggerEmitted
+from ._store import StateStore
+from .events import RunSkipped, RunsMissed, SchedulerEvent, TriggerEmitted
 
-_log = logging.getLogger("scheduler.cli")
 DEFAULT_LEASE_TTL = timedelta(seconds=30)
 #: Signals PID 1 passes on to the real CLI process.
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+#: First one: graceful shutdown; a second one: cancel the running command.
+_STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-def build_job(args: argparse.Namespace, command: list[str]) -> tuple[Job, SchedulerConfig]:
-    """Flags -> (Job, SchedulerConfig); InvalidJobError for anything unusable (exit 2)."""
-    config = SchedulerConfig(timezone=args.timezone)
+def build_job(args: argparse.Namespace, command: list[str]) -> tuple[Job, SchedulerConfig, list[str]]:
+    """Flags -> (Job, SchedulerConfig, warnings); InvalidJobError for anything unusable (exit 2)."""
+    config = SchedulerConfig(
+        timezone=args.timezone,
+        terminal_state_policy=args.terminal,
+        misfire_grace=args.misfire_grace if args.misfire_grace is not None else timedelta(seconds=1),
+        catch_up_window=args.catch_up_window,
+        lease_lost_policy=args.on_lease_lost,
+        guard_error_policy=args.on_guard_error,
+        resume_interrupted=args.resume_interrupted,
+    )
     schedule: Schedule
     if args.every is not None:
         schedule = Interval(args.every)
@@ -48,18 +68,21 @@ def build_job(args: argparse.Namespace, command: list[str]) -> tuple[Job, Schedu
         schedule = AtTimes([parse_instant(text, args.timezone) for text in args.at])
     grace = args.kill_grace.total_seconds() if args.kill_grace is not None else DEFAULT_KILL_GRACE
     task = CommandTask(command, log_format=args.log_format, kill_grace=grace).task()
-    job = Job(
-        args.job_id,
-        schedule,
-        task,
-        max_runs=args.max_runs,
-        missed_run_policy=args.missed,
-        overlap_policy=args.overlap,
-        time_window=parse_window(args.window) if args.window else None,
-        retry=RetryPolicy(max_attempts=args.retries + 1) if args.retries else None,
-        timeout=args.timeout,
-    )
-    return job, config
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        job = Job(
+            args.job_id,
+            schedule,
+            task,
+            max_runs=args.max_runs,
+            missed_run_policy=args.missed,
+            overlap_policy=args.overlap,
+            time_window=parse_window(args.window) if args.window else None,
+            retry=RetryPolicy(max_attempts=args.retries + 1) if args.retries else None,
+            timeout=args.timeout,
+            jitter=args.jitter or timedelta(0),
+        )
+    return job, config, [str(w.message) for w in caught]
 
 
 def open_guard(url: str, ttl: timedelta) -> ExecutionGuard:
@@ -71,51 +94,7 @@ def open_guard(url: str, ttl: timedelta) -> ExecutionGuard:
     return ValkeyExecutionGuard(url, ttl=ttl, renew_interval=ttl / 3)
 
 
-class JsonLinesObserver:
-    """``--log-format json``: one JSON object per event on stderr (``ts``, ``level``, ``event``)."""
-
-    def __init__(self) -> None:
-        self._clock = SystemClock()
-
-    def on_event(self, event: SchedulerEvent) -> None:
-        failed = isinstance(event, RunCompleted) and event.status is not RunStatus.SUCCESS
-        level = "warning" if failed or type(event).__name__ in _WARNINGS else "info"
-        record = {"ts": format_utc(self._clock.now()), "level": level, "event": event.name, **event.fields()}
-        sys.stderr.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-        sys.stderr.flush()
-
-
-_WARNINGS = {
-    "StoreDegraded",
-    "ExecutionGuardLost",
-    "ExecutionGuardRenewFailed",
-    "ExecutionGuardReleaseFailed",
-    "RunsMissed",
-}
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {"ts": format_utc(SystemClock().now()), "level": record.levelname.lower()}
-        out["message"] = record.getMessage()
-        if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False)
-
-
-def _setup_logging(log_format: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if log_format == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("scheduler")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    root.propagate = False
-
-
-def _next_run_tracker(job: Job, config: SchedulerConfig, set_next: Callable[[str, datetime | None], None]) -> Any:
+def _next_run_tracker(job: Job, config: SchedulerConfig, set_next: Callable[[str, Any], None]) -> Any:
     """Keeps the next-run gauge current: events do not carry next_run_at after a trigger."""
 
     def on_event(event: SchedulerEvent) -> None:
@@ -133,18 +112,30 @@ def _next_run_tracker(job: Job, config: SchedulerConfig, set_next: Callable[[str
     return on_event
 
 
-def _start_metrics(spec: str, observers: list[Any], job: Job, config: SchedulerConfig) -> Callable[[], None]:
+def _metrics_address(spec: str) -> tuple[str, int]:
     host, _, port_text = spec.rpartition(":")
-    if not port_text.isdigit() or int(port_text) > 65535:
-        raise InvalidJobError(InvalidJobKind.OTHER, f"--metrics-port {spec!r} is not [HOST:]PORT")
+    if not port_text.isascii() or not port_text.isdigit() or int(port_text) > 65535:
+        raise InvalidJobError(InvalidJobKind.OTHER, f"--metrics-port {spec!r} is not [HOST:]PORT (0-65535)")
+    return host.strip("[]") or "127.0.0.1", int(port_text)
+
+
+def _start_metrics(spec: str, observers: list[Any], job: Job, config: SchedulerConfig) -> Callable[[], None]:
+    host, port = _metrics_address(spec)
     from prometheus_client import start_http_server  # ImportError -> "missing optional dependency"
 
     from .prometheus import PrometheusObserver
 
     observer = PrometheusObserver()
-    server, thread = start_http_server(int(port_text), addr=host.strip("[]") or "127.0.0.1")
+    try:
+        server, thread = start_http_server(port, addr=host)
+    except OSError as exc:
+        raise StartupFailed(
+            EXIT_ERROR, f"cannot serve metrics on {spec}: {exc.strerror if exc.strerror else exc}"
+        ) from exc
     bound_host, bound_port = server.server_address[:2]
-    _log.info("metrics_url=http://%s:%s/metrics", bound_host, bound_port)
+    host_text = bound_host.decode() if isinstance(bound_host, bytes) else str(bound_host)
+    url = f"http://{host_text}:{bound_port}/metrics"
+    say(logging.INFO, "metrics_listening", f"serving metrics metrics_url={url}", url=url)
     observers += [observer, _next_run_tracker(job, config, observer.set_next_run)]
 
     def stop() -> None:
@@ -155,7 +146,7 @@ def _start_metrics(spec: str, observers: list[Any], job: Job, config: SchedulerC
     return stop
 
 
-def _write_report(path: str, report: SchedulerReport) -> None:
+def write_report(path: str, report: SchedulerReport) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_name(f".{target.name}.tmp")
@@ -163,50 +154,122 @@ def _write_report(path: str, report: SchedulerReport) -> None:
     temp.replace(target)  # atomic: a reader never sees half a report
 
 
-async def _run(args: argparse.Namespace, command: list[str]) -> int:
-    job, config = build_job(args, command)
+class _Signals:
+    """TERM/INT/HUP: first graceful, then cancel. USR1: run now. USR2: pause/resume."""
+
+    def __init__(self, handle: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.handle, self.loop = handle, loop
+        self.stops: list[int] = []
+        self.paused = False
+        self.installed: list[int] = []
+
+    def install(self) -> None:
+        for signum in (*_STOPPING, signal.SIGUSR1, signal.SIGUSR2):
+            self.loop.add_signal_handler(signum, self.on_signal, signum)
+            self.installed.append(signum)
+
+    def remove(self) -> None:
+        for signum in self.installed:
+            self.loop.remove_signal_handler(signum)
+
+    def on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if signum in _STOPPING:
+            self.stops.append(signum)
+            if len(self.stops) == 1:
+                say(logging.WARNING, "signal", f"received {name}: finishing the running command, then exiting "
+                    "(send again to cancel)", signal=name, action="shutdown")  # fmt: skip
+                self.handle.shutdown()
+            else:
+                say(logging.WARNING, "signal", f"received {name} again: cancelling the running command",
+                    signal=name, action="cancel")  # fmt: skip
+                self.handle.cancel()
+        elif signum == signal.SIGUSR1:
+            say(logging.INFO, "signal", f"received {name}: running the command now", signal=name, action="trigger")
+            self.handle.trigger_now()
+        else:
+            self.paused = not self.paused
+            action = "pause" if self.paused else "resume"
+            text = "pausing: no new runs until the next SIGUSR2" if self.paused else "resuming"
+            say(logging.INFO, "signal", f"received {name}: {text}", signal=name, action=action)
+            (self.handle.pause if self.paused else self.handle.resume)()
+
+
+async def _open(args: argparse.Namespace, job: Job, check_only: bool) -> tuple[StateStore, ExecutionGuard | None, Any]:
+    """Open and probe the store and the guard, waiting up to --startup-timeout for them."""
     state_url = args.state or default_state_url()
     store = open_store(state_url)
     guard = open_guard(args.guard, args.lease_ttl or DEFAULT_LEASE_TTL) if args.guard else None
+    timeout = args.startup_timeout.total_seconds()
+    try:
+        state = await probe_store(store, state_url, job.job_id, timeout)
+        if guard is not None:
+            await probe_guard(guard, args.guard, timeout)
+    except BaseException:
+        await _close(store, guard)
+        raise
+    return store, guard, state
+
+
+async def _close(store: StateStore, guard: ExecutionGuard | None) -> None:
+    await store.aclose()
+    closer = getattr(guard, "aclose", None)
+    if closer is not None:
+        await closer()
+
+
+async def _check(args: argparse.Namespace, job: Job, config: SchedulerConfig) -> int:
+    store, guard, state = await _open(args, job, check_only=True)
+    await _close(store, guard)
+    print(f"ok: job {job.job_id!r}, state in {redact(args.state or default_state_url())}")
+    print_next(job, config, state)
+    return EXIT_OK
+
+
+async def _run(args: argparse.Namespace, command: list[str], job: Job, config: SchedulerConfig) -> int:
+    state_url = args.state or default_state_url()
+    store, guard, _ = await _open(args, job, check_only=False)
     from ._runner import Scheduler
 
     observers: list[Any] = [JsonLinesObserver() if args.log_format == "json" else LogObserver()]
-    stop_metrics = _start_metrics(args.metrics_port, observers, job, config) if args.metrics_port else None
+    stop_metrics = None
+    try:
+        if args.metrics_port:
+            stop_metrics = _start_metrics(args.metrics_port, observers, job, config)
+    except BaseException:
+        await _close(store, guard)
+        raise
     scheduler = Scheduler(config, store, observer=observers, guard=guard)
-    handle, loop, received = scheduler.handle(), asyncio.get_running_loop(), []
-
-    def on_signal(signum: int) -> None:
-        received.append(signum)
-        name = signal.Signals(signum).name
-        if len(received) == 1:
-            _log.warning("received %s: finishing the running command, then exiting (send again to cancel)", name)
-            handle.shutdown()
-        else:
-            _log.warning("received %s again: cancelling the running command", name)
-            handle.cancel()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
-    _log.info("starting job_id=%s state=%s command=%s", job.job_id, redact(state_url), json.dumps(command))
+    signals = _Signals(scheduler.handle(), asyncio.get_running_loop())
+    signals.install()
+    if args.run_on_start:
+        signals.handle.trigger_now()
+    text = f"starting job_id={job.job_id} state={redact(state_url)} command={json.dumps(command)}"
+    say(logging.INFO, "starting", text, job_id=job.job_id, state=redact(state_url), command=command)
     try:
         report = await scheduler.run(job)
     except (StoreError, ExecutionGuardError) as exc:
-        _log.error("%s", scrub(" ".join(str(exc).split()), state_url, args.guard))
+        say(logging.ERROR, "fatal", scrub(" ".join(str(exc).split()), state_url, args.guard))
         return EXIT_ERROR
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
-        await store.aclose()
-        closer = getattr(guard, "aclose", None)
-        if closer is not None:
-            await closer()
+        signals.remove()
+        await _close(store, guard)
         if stop_metrics is not None:
             stop_metrics()
     if args.report:
-        _write_report(args.report, report)
-    _log.info("stopped job_id=%s reason=%s runs=%d", job.job_id, report.stop_reason.value, report.runs)
-    if report.stop_reason is SchedulerStopReason.CANCELLED and received:
-        return 128 + received[-1]
+        try:
+            write_report(args.report, report)
+        except OSError as exc:
+            say(
+                logging.ERROR,
+                "report_failed",
+                f"cannot write the report {args.report}: {exc.strerror if exc.strerror else exc}",
+            )
+            return EXIT_ERROR
+    say(logging.INFO, "stopped", f"stopped job_id={job.job_id} reason={report.stop_reason.value} runs={report.runs}",
+        job_id=job.job_id, reason=report.stop_reason.value, runs=report.runs)  # fmt: skip
+    if report.stop_reason is SchedulerStopReason.CANCELLED and signals.stops:
+        return 128 + signals.stops[-1]
     if report.stop_reason in (SchedulerStopReason.TERMINAL, SchedulerStopReason.SHUTDOWN):
         return EXIT_OK
     return EXIT_ERROR
@@ -231,16 +294,40 @@ def _reap_as_init() -> int | None:
 
 
 def run_command(args: argparse.Namespace, command: list[str]) -> int:
-    """``scheduler run``: returns the CLI exit status."""
-    status = _reap_as_init()
+    """``scheduler run`` / ``scheduler check``: returns the CLI exit status.
+
+    Usage mistakes (InvalidJobError) propagate to ``main`` (exit 2); everything else found
+    before the first occurrence is one line and exit 1 (or 2 for a command or report path
+    that can never work).
+    """
+    check_only = args.command == "check"
+    status = None if check_only else _reap_as_init()
     if status is not None:
         return status
-    _setup_logging(args.log_format)
+    job, config, notes = build_job(args, command)
     try:
-        return asyncio.run(_run(args, command))
+        check_command(command)
+        if args.report:
+            check_report(args.report)
+        if args.metrics_port:
+            _metrics_address(args.metrics_port)
+    except StartupFailed as exc:
+        raise UsageError(exc.message) from None
+    setup(args.log_format, args.log_level)
+    for note in notes:
+        say(logging.WARNING, "warning", note)
+    try:
+        return asyncio.run(_check(args, job, config) if check_only else _run(args, command, job, config))
+    except StartupFailed as exc:
+        say(logging.ERROR, "startup_failed", scrub(exc.message, args.state, args.guard), code=exc.code)
+        return exc.code
     except ImportError as exc:
-        _log.error("missing optional dependency: %s (install scheduler-runner[valkey] or [prometheus])", exc)
+        say(logging.ERROR, "startup_failed", f"missing optional dependency: {exc} (install scheduler-runner[valkey] "
+            "or [prometheus])")  # fmt: skip
         return EXIT_ERROR
-    except OSError as exc:  # metrics port taken, report not writable, ...
-        _log.error("%s", scrub(str(exc), args.state, args.guard))
+    except OSError as exc:
+        say(logging.ERROR, "fatal", scrub(str(exc), args.state, args.guard))
         return EXIT_ERROR
+
+
+__all__ = ["EXIT_USAGE", "build_job", "run_command"]

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from ._enums import GuardErrorPolicy, LeaseLostPolicy, TerminalStatePolicy
 from ._errors import InvalidJobError, InvalidJobKind
 from ._job import _enum
-from ._time import to_timedelta, to_zone
+from ._time import MAX_DURATION, require_int, to_timedelta, to_zone, wrong_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,27 +51,28 @@ class SchedulerConfig:
     ) -> None:
         set_ = object.__setattr__
         set_(self, "timezone", to_zone(timezone))
-        if isinstance(history_limit, bool) or not isinstance(history_limit, int) or history_limit < 0:
-            raise InvalidJobError(InvalidJobKind.OTHER, f"history_limit must be an int >= 0, got {history_limit!r}")
-        set_(self, "history_limit", history_limit)
+        set_(self, "history_limit", require_int(history_limit, "history_limit", 0))
         set_(self, "terminal_state_policy", _enum(TerminalStatePolicy, terminal_state_policy, "terminal_state_policy"))
-        grace = to_timedelta(misfire_grace, "misfire_grace")
-        if grace < timedelta(0):
-            raise InvalidJobError(InvalidJobKind.OTHER, f"misfire_grace must be >= 0, got {grace}")
-        set_(self, "misfire_grace", grace)
-        window = None if catch_up_window is None else to_timedelta(catch_up_window, "catch_up_window")
-        if window is not None and window < timedelta(0):
-            raise InvalidJobError(InvalidJobKind.OTHER, f"catch_up_window must be >= 0, got {window}")
-        set_(self, "catch_up_window", window)
+        set_(self, "misfire_grace", _clamped(misfire_grace, "misfire_grace"))
+        set_(self, "catch_up_window", None if catch_up_window is None else _clamped(catch_up_window, "catch_up_window"))
         set_(self, "lease_lost_policy", _enum(LeaseLostPolicy, lease_lost_policy, "lease_lost_policy"))
         set_(self, "guard_error_policy", _enum(GuardErrorPolicy, guard_error_policy, "guard_error_policy"))
-        set_(self, "resume_interrupted", bool(resume_interrupted))
+        if not isinstance(resume_interrupted, bool):
+            raise wrong_type("resume_interrupted", "a bool", resume_interrupted)
+        set_(self, "resume_interrupted", resume_interrupted)
         budget = None if call_timeout is None else to_timedelta(call_timeout, "call_timeout")
-        if budget is not None and budget <= timedelta(0):
-            raise InvalidJobError(InvalidJobKind.OTHER, f"call_timeout must be > 0, got {budget}")
+        if budget is not None and not timedelta(0) < budget <= MAX_DURATION:
+            raise InvalidJobError(
+                InvalidJobKind.OTHER, f"call_timeout must be > 0 and at most {MAX_DURATION.days} days, got {budget}"
+            )
         set_(self, "call_timeout", budget)
-        if isinstance(ledger_limit, bool) or not isinstance(ledger_limit, int):
-            raise TypeError(f"ledger_limit must be an int, got {ledger_limit!r}")
-        if ledger_limit < 0:
-            raise InvalidJobError(InvalidJobKind.OTHER, f"ledger_limit must be >= 0, got {ledger_limit}")
-        set_(self, "ledger_limit", ledger_limit)
+        set_(self, "ledger_limit", require_int(ledger_limit, "ledger_limit", 0))
+
+
+def _clamped(value: timedelta | float, what: str) -> timedelta:
+    """>= 0; anything longer than MAX_DURATION (``timedelta.max`` included) means MAX_DURATION,
+    which already outlasts any downtime, and keeps ``now - value`` inside what datetime holds."""
+    result = to_timedelta(value, what)
+    if result < timedelta(0):
+        raise InvalidJobError(InvalidJobKind.OTHER, f"{what} must be >= 0, got {result}")
+    return min(result, MAX_DURATION)

@@ -23,7 +23,7 @@ from cronsim import CronSim, CronSimError
 
 from ._errors import InvalidJobError, InvalidJobKind
 from ._schedules import Schedule
-from ._time import to_zone
+from ._time import to_zone, wrong_type
 
 MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -39,6 +39,8 @@ ONE_SECOND = timedelta(seconds=1)
 ONE_MICROSECOND = timedelta(microseconds=1)
 #: Below this many steps ``nth`` just iterates; above, it bisects on ``count``.
 NTH_ITERATION_LIMIT = 512
+#: Longest expression text accepted (real ones are a few dozen characters).
+MAX_EXPRESSION = 1000
 
 
 def _nearest_weekday(year: int, month: int, day: int) -> int | None:
@@ -129,8 +131,35 @@ def _expand(expression: str) -> tuple[str, bool]:
             f"cron expression {expression!r} has {len(fields)} fields; expected 5 "
             "(minute hour day-of-month month day-of-week) or 6 (with leading seconds)",
         )
+    fields = [_collapse_equal_ranges(field, position) for position, field in enumerate(fields)]
     hour = fields[2]
     return " ".join(fields), ("*" not in hour and "/" not in hour)
+
+
+_MONTH_NAMES = {name: i for i, name in enumerate(calendar.month_abbr) if name}
+_DAY_NAMES = {name: (i + 1) % 7 for i, name in enumerate(calendar.day_abbr)}
+_RANGE_STEP = re.compile(r"(\w+)-(\w+)/(\w+)")
+
+
+def _term_value(text: str, position: int) -> int | str:
+    """A range bound as a number (names resolved in the month and day-of-week fields)."""
+    names = _MONTH_NAMES if position == 4 else _DAY_NAMES if position == 5 else {}
+    upper = text.upper()
+    for name, value in names.items():
+        if name.upper() == upper:
+            return value
+    return int(text) if text.isascii() and text.isdigit() else upper
+
+
+def _collapse_equal_ranges(field: str, position: int) -> str:
+    """Rewrite ``a-a/step`` as ``a``: a range with equal bounds is that single value whatever
+    the step (as in Vixie cron); cronsim would otherwise read it as ``a/step`` to the end."""
+    terms = field.split(",")
+    for i, term in enumerate(terms):
+        found = _RANGE_STEP.fullmatch(term)
+        if found and _term_value(found[1], position) == _term_value(found[2], position):
+            terms[i] = found[1]
+    return ",".join(terms)
 
 
 class Cron(Schedule):
@@ -171,7 +200,13 @@ class Cron(Schedule):
 
     def __init__(self, expression: str, timezone: str | tzinfo | None = None) -> None:
         if not isinstance(expression, str):
-            raise InvalidJobError(InvalidJobKind.CRON_EXPRESSION, f"cron expression must be text, got {expression!r}")
+            raise wrong_type("cron expression", "text", expression, InvalidJobKind.CRON_EXPRESSION)
+        if len(expression) > MAX_EXPRESSION or not expression.isprintable():
+            raise InvalidJobError(
+                InvalidJobKind.CRON_EXPRESSION,
+                f"cron expression {expression[:80]!r} is too long or holds unprintable characters",
+            )
+        zone = None if timezone is None else to_zone(timezone)
         fields, fixed_hour = _expand(expression)
         sim_fields, weekday_days, other_days = _split_weekday_terms(fields, expression)
         setattr_ = object.__setattr__
@@ -189,8 +224,12 @@ class Cron(Schedule):
             raise InvalidJobError(
                 InvalidJobKind.CRON_EXPRESSION, f"cron expression {expression!r} never fires"
             ) from exc
+        except Exception as exc:  # cronsim's parser is not ours: anything it raises is bad text
+            raise InvalidJobError(
+                InvalidJobKind.CRON_EXPRESSION, f"invalid cron expression {expression!r}: {exc}"
+            ) from exc
         setattr_(self, "expression", expression.strip())
-        setattr_(self, "timezone", None if timezone is None else to_zone(timezone))
+        setattr_(self, "timezone", zone)
         setattr_(self, "_fixed_hour", fixed_hour)
         setattr_(self, "_sim", sim)
         setattr_(self, "_hours", sorted(sim.hours))

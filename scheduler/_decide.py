@@ -12,6 +12,7 @@ from enum import Enum
 from zoneinfo import ZoneInfo
 
 from ._enums import MissedRunPolicy, OverlapPolicy, RunSkipReason
+from ._jitter import jitter_delay
 from ._schedules import Schedule
 
 ONE_MICROSECOND = timedelta(microseconds=1)
@@ -51,6 +52,23 @@ class Policies:
     grace: timedelta
     catch_up_window: timedelta | None
     max_runs: int | None
+    #: Start jitter: occurrence ``s`` falls due at ``due_time(s)``, up to ``jitter`` later.
+    jitter: timedelta = timedelta(0)
+    job_id: str = ""
+
+
+def due_time(p: Policies, scheduled_at: datetime) -> datetime:
+    """When occurrence ``scheduled_at`` falls due: itself, or later by its jitter delay."""
+    if not p.jitter:
+        return scheduled_at
+    return scheduled_at + jitter_delay(p.job_id, scheduled_at, p.jitter)
+
+
+def _last_due(p: Policies, first: datetime, count: int, last: datetime, now: datetime) -> tuple[int, datetime]:
+    """Drop the last of ``count`` occurrences when its jitter delay has not run out yet."""
+    if count > 1 and due_time(p, last) > now:
+        return p.schedule.due(first, last - ONE_MICROSECOND, p.zone)
+    return count, last
 
 
 def _split(p: Policies, first: datetime, count: int, last: datetime, threshold: datetime) -> tuple[int, datetime]:
@@ -68,8 +86,12 @@ def _group(p: Policies, reason: RunSkipReason, first: datetime, n: int, last: da
 
 
 def decide(p: Policies, next_run_at: datetime | None, trigger_count: int, now: datetime) -> Decision | None:
-    """Consume what is due at ``now``; None when nothing is due yet (or ever again)."""
-    if next_run_at is None or next_run_at > now:
+    """Consume what is due at ``now``; None when nothing is due yet (or ever again).
+
+    With jitter, the run is judged from its due time: grace and the catch-up window are
+    measured from ``now`` less the run's delay (the dropped occurrences use the same shift).
+    """
+    if next_run_at is None or due_time(p, next_run_at) > now:
         return None
     remaining = None if p.max_runs is None else p.max_runs - trigger_count
     if remaining is not None and remaining <= 0:
@@ -82,6 +104,8 @@ def decide(p: Policies, next_run_at: datetime | None, trigger_count: int, now: d
         count, last = 1, first
     else:
         count, last = p.schedule.due(first, now, p.zone)
+        if p.jitter:
+            count, last = _last_due(p, first, count, last, now)
         following = None
     if remaining is not None and count > remaining:
         count, last = remaining, p.schedule.nth(first, remaining, p.zone)
@@ -89,6 +113,8 @@ def decide(p: Policies, next_run_at: datetime | None, trigger_count: int, now: d
         following = None
     elif following is None or following <= last:
         following = p.schedule.next_after(last, p.zone)
+    if p.jitter:
+        now = now - jitter_delay(p.job_id, last, p.jitter)
     cutoff = None if p.catch_up_window is None else now - p.catch_up_window
     missed_at = now - p.grace
     if p.missed is MissedRunPolicy.SKIP:
@@ -112,6 +138,8 @@ def decide(p: Policies, next_run_at: datetime | None, trigger_count: int, now: d
 
 def _replay_one(p: Policies, first: datetime, remaining: int | None, now: datetime) -> Decision:
     """REPLAY_ALL: drop what the catch-up window excludes, then consume the oldest due one."""
+    if p.jitter:
+        now = now - jitter_delay(p.job_id, first, p.jitter)
     drops: tuple[Drop, ...] = ()
     consumed = 0
     if p.catch_up_window is not None and first < now - p.catch_up_window:
@@ -134,12 +162,14 @@ def _replay_one(p: Policies, first: datetime, remaining: int | None, now: dateti
 
 def consume_all_due(p: Policies, next_run_at: datetime | None, trigger_count: int, now: datetime) -> Decision | None:
     """Consume every due occurrence without running any (used while paused)."""
-    if next_run_at is None or next_run_at > now:
+    if next_run_at is None or due_time(p, next_run_at) > now:
         return None
     remaining = None if p.max_runs is None else p.max_runs - trigger_count
     if remaining is not None and remaining <= 0:
         return Decision(0, None, False, (), None)
     count, last = p.schedule.due(next_run_at, now, p.zone)
+    if p.jitter:
+        count, last = _last_due(p, next_run_at, count, last, now)
     if remaining is not None and count >= remaining:
         last = p.schedule.nth(next_run_at, remaining, p.zone)
         return Decision(remaining, None, False, (Drop(RunSkipReason.PAUSED, remaining, next_run_at, last),), None)

@@ -4,6 +4,7 @@ The tree::
 
     SchedulerError                      root: catch this to catch everything we raise
     ├── InvalidJobError (ValueError)    bad input, raised early at construction; ``.kind``
+    │   └── InvalidJobTypeError (TypeError)  a parameter of the wrong type (also an InvalidJobError)
     ├── StoreError                      a StateStore call failed; ``.kind``, ``.operation``, ``.job_id``
     └── ExecutionGuardError             an ExecutionGuard call failed; ``.kind``
 
@@ -65,6 +66,11 @@ class InvalidJobError(SchedulerError, ValueError):
     def __init__(self, kind: InvalidJobKind, message: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+class InvalidJobTypeError(InvalidJobError, TypeError):
+    """A parameter of the wrong type. Both a ``TypeError`` (the Python convention) and an
+    :class:`InvalidJobError` (so one ``except InvalidJobError`` still catches every bad input)."""
 
 
 class StoreError(SchedulerError):

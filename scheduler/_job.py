@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import math
 import random
 import threading
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,8 +18,9 @@ from zoneinfo import ZoneInfo
 
 from ._enums import GuardScope, MissedRunPolicy, OverlapPolicy, TriggerSource
 from ._errors import InvalidJobError, InvalidJobKind
+from ._jitter import check_jitter
 from ._schedules import Schedule
-from ._time import to_timedelta
+from ._time import bounded_duration, require_int, wrong_type
 from ._window import JobTimeWindow
 
 MAX_JOB_ID_LENGTH = 256
@@ -60,6 +63,11 @@ class Task:
     fn: Callable[[TaskContext], Any]
     kind: TaskKind
 
+    def __post_init__(self) -> None:
+        if not callable(self.fn):
+            raise wrong_type("task function", "a callable", self.fn)
+        object.__setattr__(self, "kind", _enum(TaskKind, self.kind, "task kind"))
+
     @classmethod
     def from_async(cls, fn: Callable[[TaskContext], Awaitable[Any]]) -> Task:
         """``fn(ctx)`` returns an awaitable; it runs on the event loop."""
@@ -81,7 +89,7 @@ class Task:
         if isinstance(value, Task):
             return value
         if not callable(value):
-            raise InvalidJobError(InvalidJobKind.OTHER, f"task must be a Task or a callable, got {value!r}")
+            raise wrong_type("task", "a Task or a callable", value)
         if inspect.iscoroutinefunction(value) or inspect.iscoroutinefunction(type(value).__call__):
             return cls.from_async(value)
         return cls.from_blocking(value)
@@ -137,42 +145,70 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-            raise InvalidJobError(
-                InvalidJobKind.OTHER, f"retry max_attempts must be an int >= 1, got {self.max_attempts!r}"
-            )
-        set_(self, "initial_backoff", to_timedelta(self.initial_backoff, "retry initial_backoff"))
-        set_(self, "max_backoff", to_timedelta(self.max_backoff, "retry max_backoff"))
-        if self.initial_backoff < timedelta(0) or self.max_backoff < timedelta(0):
-            raise InvalidJobError(InvalidJobKind.OTHER, "retry backoffs must be >= 0")
+        require_int(self.max_attempts, "retry max_attempts", 1)
+        set_(self, "initial_backoff", bounded_duration(self.initial_backoff, "retry initial_backoff"))
+        set_(self, "max_backoff", bounded_duration(self.max_backoff, "retry max_backoff"))
         if self.max_backoff < self.initial_backoff:
             raise InvalidJobError(
                 InvalidJobKind.OTHER, f"retry max_backoff {self.max_backoff} < initial_backoff {self.initial_backoff}"
             )
+        set_(self, "multiplier", _real(self.multiplier, "retry multiplier"))
         if not self.multiplier >= 1.0:
             raise InvalidJobError(InvalidJobKind.OTHER, f"retry multiplier must be >= 1, got {self.multiplier!r}")
+        set_(self, "jitter", _real(self.jitter, "retry jitter"))
         if not 0.0 <= self.jitter <= 1.0:
             raise InvalidJobError(InvalidJobKind.OTHER, f"retry jitter must be within [0, 1], got {self.jitter!r}")
 
     def backoff(self, failed_attempt: int, rng: random.Random | None = None) -> timedelta:
-        """Delay before the attempt after ``failed_attempt`` (1-based), jitter applied."""
-        base = self.initial_backoff.total_seconds() * self.multiplier ** (failed_attempt - 1)
-        base = min(base, self.max_backoff.total_seconds())
+        """Delay before the attempt after ``failed_attempt`` (1-based), jitter applied.
+
+        Computed so that no multiplier or attempt number overflows: the exponential part is
+        capped at ``max_backoff`` before it is ever raised to a large power.
+        """
+        initial, ceiling = self.initial_backoff.total_seconds(), self.max_backoff.total_seconds()
+        base = initial
+        if initial > 0 and self.multiplier > 1.0 and failed_attempt > 1:
+            # initial * m**k <= ceiling  <=>  k <= log(ceiling / initial) / log(m)
+            limit = math.log(ceiling / initial) / math.log(self.multiplier)
+            exponent = failed_attempt - 1
+            base = ceiling if exponent >= limit else initial * self.multiplier**exponent
+        base = min(base, ceiling)
         spread = (rng or random).uniform(-self.jitter, self.jitter) if self.jitter else 0.0
         return timedelta(seconds=max(0.0, base * (1.0 + spread)))
 
 
-def _check_job_id(job_id: object) -> str:
+def _real(value: object, what: str) -> float:
+    """A finite int or float (not a bool), as a float."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise wrong_type(what, "a number", value)
+    result = float(value)
+    if not math.isfinite(result):
+        raise InvalidJobError(InvalidJobKind.OTHER, f"{what} must be finite, got {value!r}")
+    return result
+
+
+#: Characters a job id may not hold: controls (C0, DEL, C1) split log lines and confuse
+#: terminals, lone surrogates cannot be encoded (SQLite, logs), line/paragraph separators
+#: break line-oriented logs.
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+
+
+def _check_job_id(job_id: object, what: str = "job_id") -> str:
     if not isinstance(job_id, str):
-        raise InvalidJobError(InvalidJobKind.JOB_ID, f"job_id must be a string, got {job_id!r}")
+        raise wrong_type(what, "a string", job_id, InvalidJobKind.JOB_ID)
     if not job_id.strip():
-        raise InvalidJobError(InvalidJobKind.JOB_ID, "job_id must not be empty or whitespace")
+        raise InvalidJobError(InvalidJobKind.JOB_ID, f"{what} must not be empty or whitespace")
     if len(job_id) > MAX_JOB_ID_LENGTH:
         raise InvalidJobError(
-            InvalidJobKind.JOB_ID, f"job_id is {len(job_id)} characters long; the limit is {MAX_JOB_ID_LENGTH}"
+            InvalidJobKind.JOB_ID, f"{what} is {len(job_id)} characters long; the limit is {MAX_JOB_ID_LENGTH}"
         )
-    if any(ord(c) < 32 or ord(c) == 127 for c in job_id):
-        raise InvalidJobError(InvalidJobKind.JOB_ID, f"job_id {job_id!r} contains control characters")
+    bad = next((c for c in job_id if unicodedata.category(c) in _FORBIDDEN_CATEGORIES), None)
+    if bad is not None:
+        shown = job_id.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+        raise InvalidJobError(
+            InvalidJobKind.JOB_ID,
+            f"{what} '{shown}' contains control characters or a lone surrogate (U+{ord(bad):04X})",
+        )
     return job_id
 
 
@@ -192,6 +228,7 @@ class Job:
     timeout: timedelta | None = None
     guard_scope: GuardScope = GuardScope.OCCURRENCE
     resource_id: str | None = None
+    jitter: timedelta = timedelta(0)
 
     def __init__(
         self,
@@ -208,36 +245,30 @@ class Job:
         timeout: timedelta | float | None = None,
         guard_scope: GuardScope | str = GuardScope.OCCURRENCE,
         resource_id: str | None = None,
+        jitter: timedelta | float = timedelta(0),
     ) -> None:
         set_ = object.__setattr__
         set_(self, "job_id", _check_job_id(job_id))
         if not isinstance(schedule, Schedule):
-            raise InvalidJobError(InvalidJobKind.OTHER, f"schedule must be Interval, AtTimes or Cron, got {schedule!r}")
+            raise wrong_type("schedule", "an Interval, AtTimes or Cron", schedule)
         set_(self, "schedule", schedule)
         set_(self, "task", Task.coerce(task))
         set_(self, "deps", deps)
-        if max_runs is not None and (isinstance(max_runs, bool) or not isinstance(max_runs, int) or max_runs < 0):
-            raise InvalidJobError(InvalidJobKind.OTHER, f"max_runs must be None or an int >= 0, got {max_runs!r}")
-        set_(self, "max_runs", max_runs)
+        set_(self, "max_runs", None if max_runs is None else require_int(max_runs, "max_runs", 0))
         set_(self, "missed_run_policy", _enum(MissedRunPolicy, missed_run_policy, "missed_run_policy"))
         set_(self, "overlap_policy", _enum(OverlapPolicy, overlap_policy, "overlap_policy"))
         if time_window is not None and not isinstance(time_window, JobTimeWindow):
-            raise InvalidJobError(
-                InvalidJobKind.TIME_WINDOW, f"time_window must be a JobTimeWindow, got {time_window!r}"
-            )
+            raise wrong_type("time_window", "a JobTimeWindow or None", time_window, InvalidJobKind.TIME_WINDOW)
         set_(self, "time_window", time_window)
         if retry is not None and not isinstance(retry, RetryPolicy):
-            raise InvalidJobError(InvalidJobKind.OTHER, f"retry must be a RetryPolicy, got {retry!r}")
+            raise wrong_type("retry", "a RetryPolicy or None", retry)
         set_(self, "retry", retry)
-        if timeout is not None:
-            timeout = to_timedelta(timeout, "timeout")
-            if timeout <= timedelta(0):
-                raise InvalidJobError(InvalidJobKind.OTHER, f"timeout must be > 0, got {timeout}")
-        set_(self, "timeout", timeout)
+        set_(self, "timeout", None if timeout is None else bounded_duration(timeout, "timeout", allow_zero=False))
         set_(self, "guard_scope", _enum(GuardScope, guard_scope, "guard_scope"))
         if resource_id is not None:
-            _check_job_id(resource_id)
+            _check_job_id(resource_id, "resource_id")
         set_(self, "resource_id", resource_id)
+        set_(self, "jitter", check_jitter(jitter, schedule))
 
     @classmethod
     def without_deps(cls, job_id: str, schedule: Schedule, task: Task | Callable[[TaskContext], Any]) -> Job:
@@ -272,12 +303,19 @@ class Job:
     def with_resource_id(self, resource_id: str | None) -> Self:
         return self._copy(resource_id=resource_id)
 
+    def with_jitter(self, jitter: timedelta | float) -> Self:
+        return self._copy(jitter=jitter)
+
     @property
     def effective_resource_id(self) -> str:
         return self.resource_id or self.job_id
 
 
 def _enum(cls: type[E], value: E | str, what: str) -> E:
+    given: object = value
+    if not isinstance(given, str):
+        choices = ", ".join(m.value for m in cls)
+        raise wrong_type(what, f"a {cls.__name__} or one of: {choices}", value)
     try:
         return cls(value)
     except ValueError as exc:

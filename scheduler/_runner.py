@@ -22,7 +22,7 @@ from enum import Enum
 
 from ._clock import Clock, SystemClock
 from ._config import SchedulerConfig
-from ._decide import Decision, Drop, OverlapAction, Policies, consume_all_due, decide, on_overlap
+from ._decide import Decision, Drop, OverlapAction, Policies, consume_all_due, decide, due_time, on_overlap
 from ._enums import (
     LeaseLostPolicy,
     MissedRunPolicy,
@@ -108,8 +108,11 @@ class Scheduler:
             self._running = False
 
     def run_sync(self, job: Job) -> SchedulerReport:
-        """``asyncio.run(self.run(job))`` for scripts."""
-        return asyncio.run(self.run(job))
+        """Run ``job`` on a fresh event loop (for scripts). The first Ctrl-C stops gracefully,
+        a second cancels; either way the report is returned, with no traceback."""
+        from ._sync import run_sync
+
+        return run_sync(self, job)
 
 
 def call_budget(config: SchedulerConfig, job: Job, now: datetime) -> timedelta:
@@ -196,6 +199,8 @@ class _Loop:
             grace=self.config.misfire_grace,
             catch_up_window=self.config.catch_up_window,
             max_runs=job.max_runs,
+            jitter=job.jitter,
+            job_id=job.job_id,
         )
         self.replay_waits = (
             job.missed_run_policy is MissedRunPolicy.REPLAY_ALL
@@ -430,7 +435,10 @@ class _Loop:
                 return CONTINUE
         if s.state.next_run_at is None and not s.active and s.queued is None and not s.manual:
             return Stop(await self.finish())
-        return Wait(None if self.replay_waits and s.active else s.state.next_run_at)
+        next_run_at = s.state.next_run_at
+        if (self.replay_waits and s.active) or next_run_at is None:
+            return Wait(None)
+        return Wait(due_time(self.policies, next_run_at))
 
     async def finish(self) -> SchedulerStopReason:
         if self.config.terminal_state_policy is TerminalStatePolicy.DELETE:
@@ -569,6 +577,7 @@ class _Loop:
                     catch_up=trigger.catch_up,
                     trigger_count=trigger.trigger_count,
                     source=trigger.source,
+                    delay=self.delay_of(trigger),
                 )
             )
         if not self.in_window():
@@ -591,6 +600,12 @@ class _Loop:
             for task in replaced:
                 await self.complete(task)
         return await self.start(trigger)
+
+    def delay_of(self, trigger: Trigger) -> timedelta:
+        """The start jitter this trigger waited for (manual triggers wait for none)."""
+        if trigger.source is TriggerSource.MANUAL or not self.policies.jitter:
+            return timedelta(0)
+        return due_time(self.policies, trigger.scheduled_at) - trigger.scheduled_at
 
     def in_window(self) -> bool:
         window = self.job.time_window

@@ -11,14 +11,19 @@ import bisect
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from ._errors import InvalidJobError, InvalidJobKind
-from ._time import require_aware, to_timedelta, to_zone
+from ._time import MAX_DURATION, require_aware, require_int, to_timedelta, to_zone, wrong_type
 
 #: Longest interval we accept; beyond this datetime arithmetic overflows within a lifetime.
-MAX_INTERVAL = timedelta(days=3650)
+MAX_INTERVAL = MAX_DURATION
+#: Most instants one ``preview`` call lists (a preview is for reading, not for enumeration).
+MAX_PREVIEW = 100_000
+#: ``preview`` keeps this far from the ends of what ``datetime`` holds, so that converting an
+#: instant to any zone cannot overflow.
+_EDGE = timedelta(days=2)
 
 
 class Schedule(ABC):
@@ -55,21 +60,38 @@ class Schedule(ABC):
     def preview(
         self,
         n: int,
-        after: datetime | None = None,
+        after: datetime,
         timezone: str | tzinfo | None = None,
     ) -> list[datetime]:
-        """The next ``n`` occurrences for a job starting at ``after`` (default: now)."""
-        zone = to_zone(timezone)
-        if after is None:
-            from ._clock import SystemClock
+        """The next ``n`` occurrences strictly after ``after``, at most MAX_PREVIEW.
 
-            after = SystemClock().now()
-        current = self.first(require_aware(after, "after"), zone)
+        ``after`` is required: schedules never read the clock (pass ``clock.now()``).
+
+        Near the ends of the calendar (years 1 and 9999) the list stops where ``datetime``
+        cannot go on instead of overflowing.
+        """
+        count = require_int(n, "preview n", 0)
+        if count > MAX_PREVIEW:
+            raise InvalidJobError(InvalidJobKind.OTHER, f"preview n must be <= {MAX_PREVIEW}, got {count}")
+        zone = to_zone(timezone)
+        start = require_aware(after, "after")
+        low, high = datetime.min.replace(tzinfo=UTC) + _EDGE, datetime.max.replace(tzinfo=UTC) - _EDGE
         out: list[datetime] = []
-        while current is not None and len(out) < n:
-            out.append(current)
-            current = self.next_after(current, zone)
+        if start >= high:
+            return out
+        try:
+            current = self._first_after(max(start, low), zone)
+            while current is not None and len(out) < count and current < high:
+                if current > start:
+                    out.append(current)
+                current = self.next_after(current, zone)
+        except OverflowError:
+            pass
         return out
+
+    def _first_after(self, after: datetime, zone: ZoneInfo) -> datetime | None:
+        """The first candidate for ``preview`` (the listing then keeps only instants after ``after``)."""
+        return self.first(after, zone)
 
 
 class Interval(Schedule):
@@ -85,7 +107,8 @@ class Interval(Schedule):
         try:
             value = to_timedelta(every, "interval")
         except InvalidJobError as exc:
-            raise InvalidJobError(InvalidJobKind.ZERO_INTERVAL, str(exc)) from exc
+            kind = type(exc)  # keeps a wrong type a TypeError
+            raise kind(InvalidJobKind.ZERO_INTERVAL, str(exc)) from exc
         if value <= timedelta(0):
             raise InvalidJobError(InvalidJobKind.ZERO_INTERVAL, f"interval must be > 0, got {value}")
         if value > MAX_INTERVAL:
@@ -98,10 +121,13 @@ class Interval(Schedule):
         raise AttributeError("Interval is immutable")
 
     def first(self, start: datetime, zone: ZoneInfo) -> datetime | None:
-        return start + self.every
+        return self.next_after(start, zone)
 
     def next_after(self, occurrence: datetime, zone: ZoneInfo) -> datetime | None:
-        return occurrence + self.every
+        try:
+            return occurrence + self.every
+        except OverflowError:  # past year 9999: the schedule has nothing left
+            return None
 
     def due(self, first_due: datetime, now: datetime, zone: ZoneInfo) -> tuple[int, datetime]:
         steps = (now - first_due) // self.every
@@ -136,6 +162,9 @@ class AtTimes(Schedule):
     def __init__(self, times: Iterable[datetime]) -> None:
         if isinstance(times, datetime):
             times = [times]
+        given: object = times
+        if isinstance(given, str | bytes) or not isinstance(given, Iterable):
+            raise wrong_type("AtTimes times", "an iterable of aware datetimes", times)
         converted = {require_aware(t, "AtTimes instant") for t in times}
         object.__setattr__(self, "times", tuple(sorted(converted)))
 
@@ -148,6 +177,9 @@ class AtTimes(Schedule):
     def next_after(self, occurrence: datetime, zone: ZoneInfo) -> datetime | None:
         index = bisect.bisect_right(self.times, occurrence)
         return self.times[index] if index < len(self.times) else None
+
+    def _first_after(self, after: datetime, zone: ZoneInfo) -> datetime | None:
+        return self.next_after(after, zone)
 
     def due(self, first_due: datetime, now: datetime, zone: ZoneInfo) -> tuple[int, datetime]:
         lo = bisect.bisect_left(self.times, first_due)

@@ -2,22 +2,40 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ._errors import InvalidJobError, InvalidJobKind
+from ._errors import InvalidJobError, InvalidJobKind, InvalidJobTypeError
+
+#: Longest duration any setting accepts: far beyond any schedule, short enough that adding it
+#: to "now" never overflows what ``datetime`` can hold.
+MAX_DURATION = timedelta(days=3650)
+#: Zone names are file names in the tz database; longer ones are never valid.
+MAX_ZONE_NAME = 255
+
+
+def wrong_type(what: str, expected: str, value: object, kind: InvalidJobKind = InvalidJobKind.OTHER) -> InvalidJobError:
+    """The error for a parameter of the wrong type (a TypeError and an InvalidJobError)."""
+    shown = repr(value)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return InvalidJobTypeError(kind, f"{what} must be {expected}, got {type(value).__name__} {shown}")
 
 
 def require_aware(value: datetime, what: str) -> datetime:
     """Return ``value`` in UTC; a naive datetime is an error, never assumed local."""
     if not isinstance(value, datetime):
-        raise InvalidJobError(InvalidJobKind.OTHER, f"{what} must be a datetime, got {value!r}")
+        raise wrong_type(what, "a timezone-aware datetime", value)
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidJobError(
             InvalidJobKind.NAIVE_DATETIME,
             f"{what} {value.isoformat()} is naive; pass a timezone-aware datetime",
         )
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # year 1 east of UTC, year 9999 west of it
+        raise InvalidJobError(InvalidJobKind.OTHER, f"{what} {value.isoformat()} is out of range in UTC") from exc
 
 
 def to_zone(value: str | tzinfo | None, what: str = "timezone") -> ZoneInfo:
@@ -32,27 +50,50 @@ def to_zone(value: str | tzinfo | None, what: str = "timezone") -> ZoneInfo:
         name = value.strip()
         if not name:
             raise InvalidJobError(InvalidJobKind.TIMEZONE, f"{what} must not be empty")
+        unknown = InvalidJobError(
+            InvalidJobKind.TIMEZONE, f"unknown {what} {name[:80]!r} (use an IANA name like 'Europe/Paris')"
+        )
+        if len(name) > MAX_ZONE_NAME or not name.isprintable():
+            raise unknown
         try:
             return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise InvalidJobError(
-                InvalidJobKind.TIMEZONE, f"unknown {what} {name!r} (use an IANA name like 'Europe/Paris')"
-            ) from exc
-    raise InvalidJobError(InvalidJobKind.TIMEZONE, f"{what} must be a zone name or ZoneInfo, got {value!r}")
+        # A folder of the database ("America") or an unreadable name surfaces as OSError.
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+            raise unknown from exc
+    raise wrong_type(what, "a zone name or ZoneInfo", value, InvalidJobKind.TIMEZONE)
 
 
 def to_timedelta(value: timedelta | float | int, what: str) -> timedelta:
-    """Accept a timedelta or a number of seconds."""
-    if isinstance(value, bool):
-        raise InvalidJobError(InvalidJobKind.OTHER, f"{what} must be a duration, got {value!r}")
+    """Accept a timedelta or a finite number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, timedelta | int | float):
+        raise wrong_type(what, "a timedelta or a number of seconds", value)
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, int | float):
-        try:
-            return timedelta(seconds=value)
-        except (OverflowError, ValueError) as exc:
-            raise InvalidJobError(InvalidJobKind.OTHER, f"{what} {value!r} is out of range") from exc
-    raise InvalidJobError(InvalidJobKind.OTHER, f"{what} must be a timedelta or seconds, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidJobError(InvalidJobKind.OTHER, f"{what} {value!r} is not a finite number of seconds")
+    try:
+        return timedelta(seconds=value)
+    except (OverflowError, ValueError) as exc:
+        raise InvalidJobError(InvalidJobKind.OTHER, f"{what} {value!r} is out of range") from exc
+
+
+def bounded_duration(value: timedelta | float | int, what: str, *, allow_zero: bool = True) -> timedelta:
+    """``to_timedelta`` plus the range every setting shares: >= 0 (or > 0), at most MAX_DURATION."""
+    result = to_timedelta(value, what)
+    if result < timedelta(0) or (not allow_zero and result == timedelta(0)):
+        raise InvalidJobError(InvalidJobKind.OTHER, f"{what} must be {'>=' if allow_zero else '>'} 0, got {result}")
+    if result > MAX_DURATION:
+        raise InvalidJobError(InvalidJobKind.OTHER, f"{what} {result} is longer than {MAX_DURATION.days} days")
+    return result
+
+
+def require_int(value: object, what: str, minimum: int) -> int:
+    """An ``int`` (not a bool) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise wrong_type(what, "an int", value)
+    if value < minimum:
+        raise InvalidJobError(InvalidJobKind.OTHER, f"{what} must be >= {minimum}, got {value}")
+    return value
 
 
 def format_utc(value: datetime) -> str:

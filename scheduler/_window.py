@@ -9,7 +9,7 @@ from enum import IntEnum
 from zoneinfo import ZoneInfo
 
 from ._errors import InvalidJobError, InvalidJobKind
-from ._time import require_aware, to_zone
+from ._time import require_aware, to_zone, wrong_type
 
 
 class Weekday(IntEnum):
@@ -31,7 +31,9 @@ class Weekday(IntEnum):
             if day is None:
                 raise InvalidJobError(InvalidJobKind.TIME_WINDOW, f"unknown weekday {value!r} (use Mon..Sun)")
             return cls(day)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 6:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong_type("weekday", "a Weekday, 0-6 or a day name", value, InvalidJobKind.TIME_WINDOW)
+        if not 0 <= value <= 6:
             raise InvalidJobError(InvalidJobKind.TIME_WINDOW, f"weekday must be 0 (Mon) .. 6 (Sun), got {value!r}")
         return cls(value)
 
@@ -47,10 +49,16 @@ def _to_time(value: time | str, what: str) -> time:
         return value
     if isinstance(value, str):
         try:
-            return time.fromisoformat(value.strip())
+            parsed = time.fromisoformat(value.strip())
         except ValueError as exc:
             raise InvalidJobError(InvalidJobKind.TIME_WINDOW, f"{what} {value!r} is not HH:MM[:SS]") from exc
-    raise InvalidJobError(InvalidJobKind.TIME_WINDOW, f"{what} must be a time, got {value!r}")
+        if parsed.tzinfo is not None:
+            raise InvalidJobError(
+                InvalidJobKind.TIME_WINDOW,
+                f"{what} {value!r} carries a UTC offset; give the zone to the window instead",
+            )
+        return parsed
+    raise wrong_type(what, "a datetime.time or 'HH:MM' text", value, InvalidJobKind.TIME_WINDOW)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +83,16 @@ class TimeWindowSegment:
         return self.start > self.end
 
 
+def _to_segment(value: object) -> TimeWindowSegment:
+    if isinstance(value, TimeWindowSegment):
+        return value
+    if isinstance(value, tuple | list) and len(value) == 2:
+        return TimeWindowSegment(value[0], value[1])
+    raise wrong_type(
+        "time window segment", "a TimeWindowSegment or a (start, end) pair", value, InvalidJobKind.TIME_WINDOW
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class JobTimeWindow:
     """When runs may start. Empty ``weekdays`` = every day; empty ``segments`` = whole day.
@@ -94,10 +112,17 @@ class JobTimeWindow:
         segments: Iterable[TimeWindowSegment | tuple[time | str, time | str]] = (),
     ) -> None:
         zone = None if timezone is None else to_zone(timezone, "time window timezone")
-        if isinstance(weekdays, str):
+        if isinstance(weekdays, str | int):
             weekdays = [weekdays]
+        if not isinstance(weekdays, Iterable):
+            raise wrong_type("time window weekdays", "an iterable of weekdays", weekdays, InvalidJobKind.TIME_WINDOW)
+        if isinstance(segments, str | bytes | TimeWindowSegment) or not isinstance(segments, Iterable):
+            raise wrong_type(
+                "time window segments", "an iterable of TimeWindowSegment or (start, end)", segments,
+                InvalidJobKind.TIME_WINDOW,
+            )  # fmt: skip
         days = tuple(sorted({Weekday.parse(d) for d in weekdays}))
-        segs = tuple(s if isinstance(s, TimeWindowSegment) else TimeWindowSegment(*s) for s in segments)
+        segs = tuple(_to_segment(s) for s in segments)
         object.__setattr__(self, "timezone", zone)
         object.__setattr__(self, "weekdays", days)
         object.__setattr__(self, "segments", segs)

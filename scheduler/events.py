@@ -111,10 +111,13 @@ class StateConflict(SchedulerEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TriggerEmitted(SchedulerEvent):
+    """An occurrence (or a manual trigger) is about to start; ``delay`` is its start jitter."""
+
     scheduled_at: datetime
     catch_up: bool
     trigger_count: int
     source: TriggerSource
+    delay: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -161,7 +161,9 @@ class PrometheusObserver:
             self._prime(job)
             self.set_next_run(job, event.next_run_at)
         elif isinstance(event, TriggerEmitted):
-            m.lateness.labels(job).observe(max(0.0, (event.at - event.scheduled_at).total_seconds()))
+            # Measured from the jittered due time: the chosen delay is not lateness.
+            late = event.at - event.scheduled_at - event.delay
+            m.lateness.labels(job).observe(max(0.0, late.total_seconds()))
         elif isinstance(event, RunStarted):
             with self._lock:
                 self._started.setdefault((job, event.scheduled_at), event.at)

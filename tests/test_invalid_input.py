@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta, timezone
 
 import pytest
 
@@ -22,6 +22,7 @@ from scheduler import (
 )
 
 NAIVE = datetime(2025, 1, 1, 12, 0)
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
 OK = Interval(60)
 
 
@@ -77,6 +78,26 @@ CASES: list[tuple[str, Callable[[], object], InvalidJobKind, str]] = [
     ("task not callable", lambda: Job("j", OK, 42), InvalidJobKind.OTHER, "42"),  # type: ignore[arg-type]
     ("negative misfire grace", lambda: SchedulerConfig(misfire_grace=-1), InvalidJobKind.OTHER, "misfire_grace"),
     ("negative history limit", lambda: SchedulerConfig(history_limit=-1), InvalidJobKind.OTHER, "history_limit"),
+    ("zone that is a tz-db folder", lambda: Cron("0 0 * * *", "America"), InvalidJobKind.TIMEZONE, "America"),
+    ("config zone folder", lambda: SchedulerConfig(timezone="Europe"), InvalidJobKind.TIMEZONE, "Europe"),
+    ("window zone too long", lambda: JobTimeWindow(timezone="A/" + "b" * 400), InvalidJobKind.TIMEZONE, "unknown"),
+    ("segment with an offset", lambda: TimeWindowSegment("09:00+02:00", "10:00"), InvalidJobKind.TIME_WINDOW,
+     "09:00+02:00"),
+    ("segment end with an offset", lambda: TimeWindowSegment("00:00", "02:00-10:00"), InvalidJobKind.TIME_WINDOW,
+     "02:00-10:00"),
+    ("lone surrogate in job id", lambda: Job("a\udc80", OK, _noop), InvalidJobKind.JOB_ID, "surrogate"),
+    ("C1 control in job id", lambda: Job("a\x85b", OK, _noop), InvalidJobKind.JOB_ID, "U+0085"),
+    ("CSI in job id", lambda: Job("a\x9bb", OK, _noop), InvalidJobKind.JOB_ID, "U+009B"),
+    ("line separator in job id", lambda: Job("a\u2028b", OK, _noop), InvalidJobKind.JOB_ID, "U+2028"),
+    ("control in resource id", lambda: Job("j", OK, _noop, resource_id="r\x00"), InvalidJobKind.JOB_ID,
+     "resource_id"),
+    ("AtTimes year 1 east of UTC",
+     lambda: AtTimes([datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))]), InvalidJobKind.OTHER, "out of range"),
+    ("timeout too long", lambda: Job("j", OK, _noop, timeout=timedelta.max), InvalidJobKind.OTHER, "timeout"),
+    ("retry backoff too long", lambda: RetryPolicy(max_backoff=timedelta.max), InvalidJobKind.OTHER, "max_backoff"),
+    ("retry multiplier nan", lambda: RetryPolicy(multiplier=float("nan")), InvalidJobKind.OTHER, "multiplier"),
+    ("preview negative n", lambda: Interval(1).preview(-1, after=T0), InvalidJobKind.OTHER, "preview n"),
+    ("preview huge n", lambda: Interval(1).preview(10**20, after=T0), InvalidJobKind.OTHER, "preview n"),
     ("renew interval >= ttl", lambda: ValkeyExecutionGuard("redis://127.0.0.1:1", ttl=10, renew_interval=10),
      InvalidJobKind.OTHER, "renew_interval"),
 ]  # fmt: skip
@@ -101,3 +122,61 @@ def test_the_table_has_at_least_25_cases() -> None:
 def test_max_runs_zero_is_valid() -> None:
     """max_runs=0 is a valid job (it ends Terminal without running)."""
     assert Job("j", OK, _noop, max_runs=0).max_runs == 0
+
+
+TYPE_CASES: list[tuple[str, Callable[[], object], str]] = [
+    ("retry multiplier None", lambda: RetryPolicy(multiplier=None), "multiplier"),  # type: ignore[arg-type]
+    ("retry jitter text", lambda: RetryPolicy(jitter="0.1"), "jitter"),  # type: ignore[arg-type]
+    ("retry attempts float", lambda: RetryPolicy(max_attempts=2.0), "max_attempts"),  # type: ignore[arg-type]
+    ("window segments None", lambda: JobTimeWindow(segments=None), "segments"),  # type: ignore[arg-type]
+    ("window weekdays None", lambda: JobTimeWindow(weekdays=None), "weekdays"),  # type: ignore[arg-type]
+    ("window segment triple", lambda: JobTimeWindow(segments=[("09:00", "10:00", "11:00")]), "segment"),  # type: ignore[list-item]
+    ("AtTimes None", lambda: AtTimes(None), "times"),  # type: ignore[arg-type]
+    ("AtTimes text", lambda: AtTimes("2025-01-01T00:00Z"), "times"),  # type: ignore[arg-type]
+    ("AtTimes of text", lambda: AtTimes(["2025-01-01T00:00Z"]), "instant"),  # type: ignore[list-item]
+    ("cron not text", lambda: Cron(5), "cron expression"),  # type: ignore[arg-type]
+    ("zone not text", lambda: Cron("* * * * *", 5), "timezone"),  # type: ignore[arg-type]
+    ("config history float", lambda: SchedulerConfig(history_limit=1.5), "history_limit"),  # type: ignore[arg-type]
+    ("config resume text", lambda: SchedulerConfig(resume_interrupted="no"), "resume_interrupted"),  # type: ignore[arg-type]
+    ("config grace text", lambda: SchedulerConfig(misfire_grace="1s"), "misfire_grace"),  # type: ignore[arg-type]
+    ("job id not text", lambda: Job(5, OK, _noop), "job_id"),  # type: ignore[arg-type]
+    ("max_runs float", lambda: Job("j", OK, _noop, max_runs=1.0), "max_runs"),  # type: ignore[arg-type]
+    ("policy not text", lambda: Job("j", OK, _noop, overlap_policy=3), "overlap_policy"),  # type: ignore[arg-type]
+    ("retry not a policy", lambda: Job("j", OK, _noop, retry=3), "retry"),  # type: ignore[arg-type]
+    ("preview n float", lambda: Interval(1).preview(2.5, after=T0), "preview n"),  # type: ignore[arg-type]
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("label", "build", "fragment"), TYPE_CASES, ids=[c[0] for c in TYPE_CASES])
+def test_wrong_types_raise_type_error_naming_the_parameter(
+    label: str, build: Callable[[], object], fragment: str
+) -> None:
+    """A wrong type is a TypeError (and an InvalidJobError), raised at construction, naming the parameter."""
+    with pytest.raises(TypeError) as info:
+        build()
+    assert isinstance(info.value, InvalidJobError), label
+    assert fragment in str(info.value), (label, str(info.value))
+
+
+def test_huge_durations_are_clamped_or_capped_so_they_work() -> None:
+    """Accepted values work at run time: no overflow in the backoff or in the grace arithmetic."""
+    assert SchedulerConfig(misfire_grace=timedelta.max).misfire_grace == timedelta(days=3650)
+    assert SchedulerConfig(catch_up_window=timedelta.max).catch_up_window == timedelta(days=3650)
+    policy = RetryPolicy(max_attempts=5000, initial_backoff=timedelta(seconds=1), multiplier=1e308, jitter=0)
+    assert policy.backoff(2) == timedelta(seconds=60)
+    assert policy.backoff(4999) == timedelta(seconds=60)
+    zero = RetryPolicy(max_attempts=1100, initial_backoff=timedelta(0), max_backoff=timedelta(0), jitter=0)
+    assert zero.backoff(1099) == timedelta(0)
+    assert RetryPolicy(multiplier=2, jitter=0).backoff(3) == timedelta(seconds=4)
+
+
+def test_preview_is_strictly_after_and_safe_at_the_ends_of_the_calendar() -> None:
+    instants = [datetime(2025, 1, d, tzinfo=UTC) for d in (1, 2, 3)]
+    assert AtTimes(instants).preview(5, after=instants[0]) == instants[1:]
+    assert AtTimes(instants).preview(5, after=instants[2]) == []
+    late = datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
+    assert Interval(60).preview(3, after=late) == []
+    assert Cron("0 0 * * *", "America/New_York").preview(3, after=late) == []
+    early = datetime(1, 1, 1, tzinfo=UTC)
+    assert len(Cron("0 0 * * *", "Asia/Tokyo").preview(3, after=early)) == 3
+    assert all(t > early for t in Interval(60).preview(3, after=early))

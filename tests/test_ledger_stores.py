@@ -26,7 +26,7 @@ from scheduler.events import SchedulerEvent, StoreDegraded, StoreRecovered
 from scheduler.testing import FakeClock, RecordingObserver
 
 from .conftest import T0
-from .test_resilient import FlakyStore
+from .test_resilient import FlakyStore, settle
 
 S = timedelta(seconds=1)
 
@@ -44,6 +44,7 @@ def _entry(job: str, seconds: int) -> LedgerEntry:
 
 
 async def test_resilient_buffers_entries_and_writes_them_back(clock: FakeClock) -> None:
+    clock.auto_advance = False
     primary = FlakyLedger()
     events: list[SchedulerEvent] = []
     store = ResilientStateStore(primary, probe_interval=5 * S, clock=clock, observer=events.append)
@@ -58,8 +59,9 @@ async def test_resilient_buffers_entries_and_writes_them_back(clock: FakeClock) 
     assert [e.scheduled_at for e in await primary.history("j")] == [T0]
     primary.down = False
     clock.advance(5 * S)
-    merged = await store.history("j")
+    await settle(store, clock)
     assert not store.is_degraded
+    merged = await store.history("j")
     assert [e.scheduled_at for e in merged] == [T0 + 20 * S, T0 + 10 * S, T0]
     assert [e.scheduled_at for e in await primary.history("j")] == [T0 + 20 * S, T0 + 10 * S, T0]
     assert any(isinstance(e, StoreRecovered) for e in events)
@@ -67,13 +69,15 @@ async def test_resilient_buffers_entries_and_writes_them_back(clock: FakeClock) 
 
 async def test_resilient_buffer_is_bounded(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(resilient_module, "MAX_BUFFERED_ENTRIES", 5)
+    clock.auto_advance = False
     primary = FlakyLedger()
     store = ResilientStateStore(primary, probe_interval=S, clock=clock)
     primary.down = True
     await store.append([_entry("b", i) for i in range(12)])
     primary.down = False
     clock.advance(S)
-    await store.load("b")
+    await settle(store, clock)
+    assert not store.is_degraded
     kept = await primary.history("b")
     assert [e.scheduled_at for e in kept] == [T0 + i * S for i in range(11, 6, -1)]  # the newest five
 
