@@ -83,14 +83,14 @@ async def test_every_key_of_a_job_shares_one_slot_and_ends_with_the_job_id(raw: 
         names = [keys.state, keys.version, *guard.keys(job_id), guard.occurrence_key(slot)]
         assert len({raw.keyslot(name) for name in names}) == 1, names
         state = JobState(job_id=job_id, trigger_count=1)
-        saved, lease = await store.consume_and_acquire(state, 0, guard, slot)
+        saved, lease, _ = await store.consume_and_acquire(state, 0, guard, slot)
         assert saved
         assert lease is not None
         assert not isinstance(lease, Exception)
         node = raw.get_node_from_key(keys.state)
         pattern = "*job-state*" + job_id.replace("[", "[[]")  # what an operator types
         assert keys.state.encode() in await raw.keys(pattern, target_nodes=node)
-        assert await store.release_and_save(state.with_revision(1), 1, guard, lease) == (True, True)
+        assert await store.release_and_save(state.with_revision(1), 1, guard, lease) == (True, True, None)
         await store.delete(job_id)
 
 

@@ -30,9 +30,9 @@ async def run_through_a_freeze(server: ServerProcess, freeze_seconds: float) -> 
     async def tick(count: int) -> None:
         nonlocal state
         started = time.monotonic()
-        following = state.consumed(count, state.next_run_at)  # the next revision of the document
+        following = state.consumed(count, state.next_run_at)
         assert await store.save_if(following, state.revision)
-        state = following
+        state = following.with_revision(state.revision + 1)
         latencies.append(time.monotonic() - started)
 
     try:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     )
     from ._guard import ExecutionGuard, ExecutionLease, ExecutionSlot, NoopExecutionGuard
     from ._job import Job, RetryPolicy, RunContext, Task, TaskContext
+    from ._ledger import LedgerEntry, LedgerFate, RunLedger
     from ._observers import LogObserver, NoopObserver, SchedulerObserver
     from ._resilient import ResilientStateStore
     from ._runner import Scheduler, SchedulerHandle
@@ -75,6 +76,9 @@ _SOURCES: dict[str, str] = {
     "TimeWindowSegment": "._window",
     "Weekday": "._window",
     "JobState": "._state",
+    "LedgerEntry": "._ledger",
+    "LedgerFate": "._ledger",
+    "RunLedger": "._ledger",
     "RunRecord": "._state",
     "RunStatus": "._enums",
     "RunSkipReason": "._enums",
@@ -123,6 +127,9 @@ __all__ = [
     "InvalidJobKind",
     "Job",
     "JobState",
+    "LedgerEntry",
+    "LedgerFate",
+    "RunLedger",
     "JobTimeWindow",
     "LeaseLostPolicy",
     "LogObserver",

@@ -33,42 +33,62 @@ local function error_text(e)
   if type(e) == 'table' and e.err then return e.err end
   return tostring(e)
 end
+-- Append ARGV[first+1..] to the ledger stream, trimmed to ARGV[first] entries (0: no trim).
+-- '' when done (or nothing to append), else the error text: the save stands either way.
+local function append_ledger(stream, first)
+  if #ARGV <= first then return '' end
+  local keep = tonumber(ARGV[first])
+  for i = first + 1, #ARGV do
+    local added
+    if keep > 0 then
+      added = redis.pcall('XADD', stream, 'MAXLEN', '~', keep, '*', 'e', ARGV[i])
+    else
+      added = redis.pcall('XADD', stream, '*', 'e', ARGV[i])
+    end
+    if type(added) == 'table' and added.err then return added.err end
+  end
+  return ''
+end
 """
 
 # The store's Lua functions (``STORE_LUA`` of ``_valkey_store``) come first in both scripts.
 
-# KEYS: state, version, then the acquire's four keys (the guard's order for the scope).
-# ARGV: document, schema version, expected revision, token, ttl ms, scope.
-# Returns {new revision or -1 (conflict: nothing saved, nothing acquired), fencing token
-# (0: contended) or -1 with an error text when the guard's part failed}.
+# KEYS: state, version, then the acquire's four keys (the guard's order for the scope)
+# [, ledger stream]. ARGV: document, schema version, expected revision, token, ttl ms, scope
+# [, entries to keep, entry...]. Returns {new revision or -1 (conflict: nothing saved, nothing
+# acquired), fencing token (0: contended) or -1, guard error text, ledger error text}.
 _BEFORE_RUN = (
     GUARD_LUA
     + _ERROR_TEXT
     + """
 local revision, err = save_state(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
 if err then return err end
-if revision < 0 then return {-1, 0} end
+if revision < 0 then return {-1, 0, '', ''} end
+local ledger = append_ledger(KEYS[7], 7)
 local acquire = acquire_occurrence
 if ARGV[6] == 'resource' then acquire = acquire_resource end
 local ok, fenced = pcall(acquire, KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[4], ARGV[5])
-if not ok then return {revision, -1, error_text(fenced)} end
-return {revision, fenced}
+if not ok then return {revision, -1, error_text(fenced), ledger} end
+return {revision, fenced, '', ledger}
 """
 )
 
-# KEYS: state, version, lease key, index (occurrence) or occurrence key (resource).
-# ARGV: document, schema version, expected revision, token, scope.
-# Returns {new revision or -1 (conflict: not saved), 1 released / 0 already gone / -1 with an
-# error text}. The lease is released whether or not the save conflicted.
+# KEYS: state, version, lease key, index (occurrence) or occurrence key (resource)
+# [, ledger stream]. ARGV: document, schema version, expected revision, token, scope
+# [, entries to keep, entry...]. Returns {new revision or -1 (conflict: not saved), 1 released /
+# 0 already gone / -1, guard error text, ledger error text}. The lease is released whether or
+# not the save conflicted; the entries are appended only when it saved.
 _AFTER_RUN = (
     GUARD_LUA
     + _ERROR_TEXT
     + """
 local revision, err = save_state(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
 if err then return err end
+local ledger = ''
+if revision >= 0 then ledger = append_ledger(KEYS[5], 6) end
 local ok, released = pcall(release_lease, KEYS[3], KEYS[4], ARGV[4], ARGV[5])
-if not ok then return {revision, -1, error_text(released)} end
-return {revision, released}
+if not ok then return {revision, -1, error_text(released), ledger} end
+return {revision, released, '', ledger}
 """
 )
 
@@ -106,30 +126,59 @@ class CombinedScripts:
         return reply
 
     async def consume_and_acquire(
-        self, state: JobState, expected_revision: int, guard: ValkeyExecutionGuard, slot: ExecutionSlot
-    ) -> tuple[bool, ExecutionLease | ExecutionGuardError | None]:
+        self,
+        state: JobState,
+        expected_revision: int,
+        guard: ValkeyExecutionGuard,
+        slot: ExecutionSlot,
+        entries: list[str],
+        keep: int,
+    ) -> tuple[bool, ExecutionLease | ExecutionGuardError | None, str | None]:
         keys = self._store.keys(state.job_id)
         plan = guard.plan_acquire(slot)
         args = [state.to_json(), str(SCHEMA_VERSION), str(int(expected_revision)), *plan.args, slot.scope.value]
-        reply = await self._call(self._before, [keys.state, keys.version, *plan.keys], args, state.job_id)
+        script_keys = [keys.state, keys.version, *plan.keys]
+        if entries:
+            script_keys.append(keys.ledger)
+            args += [str(int(keep)), *entries]
+        reply = await self._call(self._before, script_keys, args, state.job_id)
         if int(reply[0]) < 0:
-            return False, None
+            return False, None, None
+        ledger = _text(reply, 3)
         if int(reply[1]) < 0:
-            return True, _guard_error(reply, plan.key, "acquire")
-        return True, guard.granted(plan, int(reply[1]))
+            return True, _guard_error(reply, plan.key, "acquire"), ledger
+        return True, guard.granted(plan, int(reply[1])), ledger
 
     async def release_and_save(
-        self, state: JobState, expected_revision: int, guard: ValkeyExecutionGuard, lease: ExecutionLease
-    ) -> tuple[bool, bool | ExecutionGuardError]:
+        self,
+        state: JobState,
+        expected_revision: int,
+        guard: ValkeyExecutionGuard,
+        lease: ExecutionLease,
+        entries: list[str],
+        keep: int,
+    ) -> tuple[bool, bool | ExecutionGuardError, str | None]:
         keys = self._store.keys(state.job_id)
         lease_keys, lease_args = guard.release_arguments(lease)
         args = [state.to_json(), str(SCHEMA_VERSION), str(int(expected_revision)), *lease_args]
-        reply = await self._call(self._after, [keys.state, keys.version, *lease_keys], args, state.job_id)
+        script_keys = [keys.state, keys.version, *lease_keys]
+        if entries:
+            script_keys.append(keys.ledger)
+            args += [str(int(keep)), *entries]
+        reply = await self._call(self._after, script_keys, args, state.job_id)
         released = int(reply[1])
         saved = int(reply[0]) >= 0
+        ledger = _text(reply, 3)
         if released < 0:
-            return saved, _guard_error(reply, lease.key, "release")
-        return saved, released == 1
+            return saved, _guard_error(reply, lease.key, "release"), ledger
+        return saved, released == 1, ledger
+
+
+def _text(reply: list[Any], index: int) -> str | None:
+    """Item ``index`` of a script reply as text, None when absent or empty."""
+    raw = reply[index] if len(reply) > index else b""
+    text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+    return text or None
 
 
 def _guard_error(reply: list[Any], key: str, op: str) -> ExecutionGuardError:

@@ -64,19 +64,32 @@ local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local function index_add(index, member, expiry, now)
+-- ``existed``: whether the index key existed before this script (nil: unknown, look it up).
+local function index_add(index, member, expiry, now, existed)
   redis.call('ZADD', index, string.format('%d', expiry), member)
-  local keep = expiry - now + 1000
-  if redis.call('PTTL', index) < keep then redis.call('PEXPIRE', index, string.format('%d', keep)) end
+  local keep = string.format('%d', expiry - now + 1000)
+  if existed == false then
+    redis.call('PEXPIRE', index, keep)  -- created just now: it has no expiry yet
+  elseif existed then
+    redis.call('PEXPIRE', index, keep, 'GT')  -- only ever lengthen it
+  elseif redis.call('PTTL', index) < tonumber(keep) then
+    redis.call('PEXPIRE', index, keep)
+  end
 end
 -- The new fencing token, or 0 when contended.
 local function acquire_occurrence(occurrence, lock, index, fence, token, ttl)
-  if redis.call('EXISTS', lock, occurrence) > 0 then return 0 end
+  -- The index is named three times so that the one EXISTS also says whether it exists
+  -- (EXISTS counts a key once per mention): a count of 3 or more means it does.
+  local seen = redis.call('EXISTS', lock, occurrence, index, index, index)
+  local indexed = seen >= 3
+  if seen - (indexed and 3 or 0) > 0 then return 0 end
   local now = now_ms()
-  redis.call('ZREMRANGEBYSCORE', index, '-inf', string.format('%d', now))
+  if indexed and redis.call('ZREMRANGEBYSCORE', index, '-inf', string.format('%d', now)) > 0 then
+    indexed = redis.call('EXISTS', index) == 1  -- pruning its last member deleted it
+  end
   local fenced = redis.call('INCR', fence)
   redis.call('SET', occurrence, token, 'PX', ttl)
-  index_add(index, occurrence, now + tonumber(ttl), now)
+  index_add(index, occurrence, now + tonumber(ttl), now, indexed)
   return fenced
 end
 -- The occurrence key is claimed too, so a RESOURCE run is also exactly-once per occurrence.

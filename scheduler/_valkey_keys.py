@@ -9,7 +9,8 @@ Cluster layout: every key of one job carries the same hash tag, derived from the
 one script can touch all of them. The tag is the id with ``%``, ``{`` and ``}`` escaped
 (``%25``, ``%7B``, ``%7D``): a brace in an id can neither end the tag early nor start a new
 one. Store keys still END with the id as given, so ``SCAN MATCH *job-state*<job_id>`` finds
-them: state ``<state prefix>{<tag>}:<job_id>``, version ``<state prefix>{<tag>}:version:<job_id>``.
+them: state ``<state prefix>{<tag>}:<job_id>``, version ``<state prefix>{<tag>}:version:<job_id>``,
+run ledger ``<state prefix>{<tag>}:ledger:<job_id>``.
 Guard keys keep the single-server names with the escaped tag; for an id without ``%{}`` they
 are byte for byte the same, so leases and fence counters carry over between layouts.
 """
@@ -32,19 +33,22 @@ class StateKeys:
 
     state: str
     version: str
+    #: The run-ledger stream (same slot as the state).
+    ledger: str
 
 
 def single_server_state_keys(prefix: str, job_id: str) -> StateKeys:
     state = prefix + job_id
     # The whole state key as hash tag puts the pair in one slot; a '}' inside would end the
     # tag early, so such keys go without one (only a cluster cares, and it uses the layout below).
-    version = f"{{{state}}}:version" if "}" not in state else f"{state}:version"
-    return StateKeys(state, version)
+    if "}" in state:
+        return StateKeys(state, f"{state}:version", f"{state}:ledger")
+    return StateKeys(state, f"{{{state}}}:version", f"{{{state}}}:ledger")
 
 
 def cluster_state_keys(prefix: str, job_id: str) -> StateKeys:
     tag = hash_tag(job_id)
-    return StateKeys(f"{prefix}{tag}:{job_id}", f"{prefix}{tag}:version:{job_id}")
+    return StateKeys(f"{prefix}{tag}:{job_id}", f"{prefix}{tag}:version:{job_id}", f"{prefix}{tag}:ledger:{job_id}")
 
 
 def guard_base(prefix: str, resource_id: str, cluster: bool) -> str:

@@ -6,16 +6,22 @@ state key, so both live in one cluster slot; a state key containing ``}`` uses `
 Writes compare and bump it inside one script; they never read or decode the document itself
 (only a document that has no version key yet, written before revisions existed or by hand, is
 decoded once to check that it is JSON of a supported ``schema_version``).
+
+The run ledger is a stream per job, ``{K}:ledger`` (same hash tag, same slot), one entry per
+stream item (field ``e``: the entry as JSON), trimmed with ``MAXLEN ~``. The script that saves
+a state appends the entries of the same decision, so the ledger costs no extra call there.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from datetime import timedelta
+import json
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ExecutionGuardError, InvalidJobError, InvalidJobKind, StoreError, StoreErrorKind, StoreOperation
+from ._ledger import DEFAULT_LEDGER_LIMIT, LedgerEntry, LedgerFate, check_query, select
 from ._resilient import ResilientStateStore
 from ._state import SCHEMA_VERSION, JobState, StateDocumentError, parse_document
 from ._time import to_timedelta
@@ -96,13 +102,29 @@ local function save_state(state, version, doc, schema, expected)
 end
 """
 
-# KEYS: state key, version key. ARGV: document, schema version, expected revision ('' for an
-# unconditional save). Returns the new revision, or -1 when the stored one differs (conflict).
+# KEYS: state key, version key [, ledger stream]. ARGV: document, schema version, expected
+# revision ('' for an unconditional save) [, entries to keep (0: no trim), entry...]. Returns
+# the new revision, or -1 when the stored one differs (conflict). The entries are appended only
+# once the state is written; a failing append (the ledger key is not a stream) does not undo
+# the save: the reply is then {revision, error text}.
 _WRITE = (
     STORE_LUA
     + """
 local revision, err = save_state(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
 if err then return err end
+if revision == -1 then return -1 end
+if #ARGV > 4 then
+  local keep = tonumber(ARGV[4])
+  for i = 5, #ARGV do
+    local added
+    if keep > 0 then
+      added = redis.pcall('XADD', KEYS[3], 'MAXLEN', '~', keep, '*', 'e', ARGV[i])
+    else
+      added = redis.pcall('XADD', KEYS[3], '*', 'e', ARGV[i])
+    end
+    if type(added) == 'table' and added['err'] then return {revision, added['err']} end
+  end
+end
 return revision
 """
 )
@@ -134,6 +156,20 @@ def version_key(state_key: str) -> str:
     return f"{{{state_key}}}:version" if "}" not in state_key else f"{state_key}:version"
 
 
+def _encode(entry: LedgerEntry) -> str:
+    return json.dumps(entry.to_dict(), separators=(",", ":"))
+
+
+def _decode_entry(fields: dict[Any, Any] | None) -> LedgerEntry:
+    """A stream item's entry (the client may or may not decode replies to str)."""
+    if not fields:
+        raise ValueError("empty stream item")
+    raw = fields.get(b"e", fields.get("e"))
+    if raw is None:
+        raise KeyError("e")
+    return LedgerEntry.from_dict(json.loads(raw))
+
+
 class ValkeyStateStore:
     """Stores each job's JobState as JSON under ``prefix + job_id`` (no TTL).
 
@@ -149,6 +185,8 @@ class ValkeyStateStore:
       touch only the new keys.
     * ``load`` is one round trip (the reads are pipelined), each write one script call
       (EVALSHA) and ``delete`` one round trip.
+    * The run ledger (``RunLedger``): the stream ``{prefix + job_id}:ledger``;
+      ``save_with_ledger`` appends in the write script itself. ``delete`` keeps it.
     * Errors raise :class:`scheduler.StoreError` naming the job id and the key. Connection
       refused/reset/timeouts and the transient replies LOADING, CLUSTERDOWN, MASTERDOWN,
       TRYAGAIN (and READONLY during a failover) are CONNECTION; undecodable JSON, a document
@@ -254,6 +292,9 @@ class ValkeyStateStore:
         """Where a single-server deployment kept the job (moved on load in cluster mode)."""
         return single_server_state_keys(self.prefix, job_id) if self.cluster else None
 
+    def ledger_key(self, job_id: str) -> str:
+        return self.keys(job_id).ledger
+
     def _legacy_key(self, job_id: str) -> str | None:
         return LEGACY_PREFIX + job_id if self.prefix == DEFAULT_PREFIX else None
 
@@ -288,16 +329,34 @@ class ValkeyStateStore:
         return self._combined
 
     async def consume_and_acquire(
-        self, state: JobState, expected_revision: int, guard: ExecutionGuard, slot: ExecutionSlot
-    ) -> tuple[bool, ExecutionLease | ExecutionGuardError | None]:
+        self,
+        state: JobState,
+        expected_revision: int,
+        guard: ExecutionGuard,
+        slot: ExecutionSlot,
+        entries: Sequence[LedgerEntry] = (),
+        keep: int = 0,
+    ) -> tuple[bool, ExecutionLease | ExecutionGuardError | None, str | None]:
         """One script: ``save_if(state, expected_revision)``, then, only if it saved, acquire."""
-        return await self._combined_scripts().consume_and_acquire(state, expected_revision, _valkey(guard), slot)
+        scripts = self._combined_scripts()
+        return await scripts.consume_and_acquire(
+            state, expected_revision, _valkey(guard), slot, [_encode(e) for e in entries], keep
+        )
 
     async def release_and_save(
-        self, state: JobState, expected_revision: int, guard: ExecutionGuard, lease: ExecutionLease
-    ) -> tuple[bool, bool | ExecutionGuardError]:
+        self,
+        state: JobState,
+        expected_revision: int,
+        guard: ExecutionGuard,
+        lease: ExecutionLease,
+        entries: Sequence[LedgerEntry] = (),
+        keep: int = 0,
+    ) -> tuple[bool, bool | ExecutionGuardError, str | None]:
         """One script: ``save_if(state, expected_revision)`` and release ``lease`` (either way)."""
-        return await self._combined_scripts().release_and_save(state, expected_revision, _valkey(guard), lease)
+        scripts = self._combined_scripts()
+        return await scripts.release_and_save(
+            state, expected_revision, _valkey(guard), lease, [_encode(e) for e in entries], keep
+        )
 
     async def _failed(self, exc: BaseException, op: StoreOperation, job_id: str, key: str) -> StoreError:
         """The StoreError for a failed call; drops idle pooled connections after a connection failure."""
@@ -378,18 +437,87 @@ class ValkeyStateStore:
         except StateDocumentError as exc:
             raise self._error(StoreErrorKind.DATA, op, job_id, key, str(exc)) from exc
 
-    async def _run_write(self, state: JobState, expected: str) -> int:
-        keys = self.keys(state.job_id)
-        key = keys.state
+    async def _run_write(
+        self, state: JobState, expected: str, entries: Sequence[LedgerEntry] = (), keep: int = 0
+    ) -> int:
+        job_id = state.job_id
+        state_keys = self.keys(job_id)
+        key = state_keys.state
+        keys = [key, state_keys.version]
         args = [state.to_json(), str(SCHEMA_VERSION), expected]
+        if entries:
+            keys.append(self.ledger_key(job_id))
+            args.append(str(int(keep)))
+            args.extend(_encode(e) for e in entries)
         try:
             async with asyncio.timeout(self._timeout):
-                reply = await self._write(keys=[key, keys.version], args=args)
+                reply = await self._write(keys=keys, args=args)
         except Exception as exc:
             if not is_redis_error(exc):
                 raise
-            raise await self._failed(exc, StoreOperation.SAVE, state.job_id, key) from exc
+            raise await self._failed(exc, StoreOperation.SAVE, job_id, key) from exc
+        if isinstance(reply, list):  # saved, but the ledger append failed
+            detail = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
+            raise self._error(StoreErrorKind.DATA, StoreOperation.LEDGER, job_id, self.ledger_key(job_id), detail)
         return int(reply)
+
+    async def save_with_ledger(
+        self,
+        state: JobState,
+        entries: Sequence[LedgerEntry],
+        *,
+        expected_revision: int | None,
+        keep: int,
+    ) -> bool:
+        """Save (conditionally unless ``expected_revision`` is None) and append, in one script.
+
+        Raises ``StoreError`` with operation LEDGER when the state was saved but the entries
+        could not be appended.
+        """
+        expected = "" if expected_revision is None else str(int(expected_revision))
+        return await self._run_write(state, expected, entries, keep) >= 0
+
+    async def append(self, entries: Sequence[LedgerEntry], *, keep: int = DEFAULT_LEDGER_LIMIT) -> None:
+        """Append to each job's stream (one round trip, pipelined)."""
+        if not entries:
+            return
+        first = entries[0].job_id
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for entry in entries:
+                        trim = {"maxlen": keep, "approximate": True} if keep > 0 else {}
+                        pipe.xadd(self.ledger_key(entry.job_id), {"e": _encode(entry)}, **trim)  # type: ignore[arg-type]
+                    await pipe.execute()
+        except Exception as exc:
+            if not is_redis_error(exc):
+                raise
+            raise await self._failed(exc, StoreOperation.LEDGER, first, self.ledger_key(first)) from exc
+
+    async def history(
+        self,
+        job_id: str,
+        *,
+        limit: int = 100,
+        before: datetime | None = None,
+        after: datetime | None = None,
+        fates: Iterable[LedgerFate] | None = None,
+    ) -> list[LedgerEntry]:
+        """Reads the job's whole stream (at most about ``ledger_limit`` items) and filters it."""
+        check_query(limit, before, after)
+        key = self.ledger_key(job_id)
+        try:
+            async with asyncio.timeout(self._timeout):
+                items = await self._client.xrange(key)
+        except Exception as exc:
+            if not is_redis_error(exc):
+                raise
+            raise await self._failed(exc, StoreOperation.LEDGER, job_id, key) from exc
+        try:
+            pairs = [(seq, _decode_entry(fields)) for seq, (_, fields) in enumerate(items or [])]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise self._error(StoreErrorKind.DATA, StoreOperation.LEDGER, job_id, key, f"bad entry: {exc}") from exc
+        return select(pairs, limit=limit, before=before, after=after, fates=fates)
 
     async def save(self, state: JobState) -> None:
         await self._run_write(state, "")

@@ -34,6 +34,8 @@ LAYERS: dict[str, set[str]] = {
         "events",
         "_duration",
         "_jitter",
+        "_ledger",
+        "_spec",
     },
     "clock": {"_clock"},
     "backends": {

@@ -9,6 +9,7 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -162,17 +163,28 @@ async def test_detached_process_holding_the_pipe_does_not_hang_the_run(
     os.kill(pid, 9)
 
 
-async def test_cancel_while_the_process_starts_still_stops_its_group(tmp_path: Path) -> None:
+async def test_cancel_while_the_process_starts_still_stops_its_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A run cancelled before the spawn returned stops the group like any other (TERM, grace, KILL)."""
     ready = tmp_path / "ready"
+    spawned = asyncio.Event()
+    real_start = CommandTask._start
+
+    async def slow_start(self: CommandTask, ctx: TaskContext) -> Any:
+        started = await real_start(self, ctx)
+        spawned.set()
+        await asyncio.sleep(0.2)  # the process exists; the run has not seen it yet
+        return started
+
+    monkeypatch.setattr(CommandTask, "_start", slow_start)
     script = f"trap '' TERM; echo $$ > {ready}; while true; do sleep 0.05; done"
-    command = CommandTask(["sh", "-c", script], kill_grace=0.3)
-    task = asyncio.ensure_future(command.run(ctx()))
-    await asyncio.sleep(0)  # the task is now inside the spawn
+    task = asyncio.ensure_future(CommandTask(["sh", "-c", script], kill_grace=0.3).run(ctx()))
+    await asyncio.wait_for(spawned.wait(), 10)
+    pid = int(await wait_for_file(ready))
     started = asyncio.get_running_loop().time()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert asyncio.get_running_loop().time() - started >= 0.3  # the grace was honoured
-    if ready.exists() and ready.read_text().strip():
-        assert not alive(int(ready.read_text()))
+    assert asyncio.get_running_loop().time() - started >= 0.3  # TERM was ignored: the grace ran out
+    assert not alive(pid)
