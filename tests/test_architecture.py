@@ -37,7 +37,7 @@ LAYERS: dict[str, set[str]] = {
     },
     "clock": {"_clock"},
     "backends": {"_store", "_guard", "_sqlite", "_valkey_common", "_valkey_store", "_valkey_guard", "_resilient"},
-    "observe": {"_observers", "prometheus"},
+    "observe": {"_observers", "_ping", "prometheus"},
     "runner": {
         "_runner",
         "_session",

@@ -53,6 +53,7 @@ EXPECTED = sorted(
         "SchedulerEvent",
         "LogObserver",
         "NoopObserver",
+        "HttpPingObserver",
         "SchedulerError",
         "InvalidJobError",
         "InvalidJobKind",
