@@ -172,7 +172,14 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
                      help="log lines as text or one JSON object each (default: text)")  # fmt: skip
     out.add_argument("--log-level", type=_choice(LOG_LEVELS), default="info", metavar=_choices(LOG_LEVELS),
                      help="debug adds tracebacks (default: info)")  # fmt: skip
-    out.add_argument("--metrics-port", metavar="[HOST:]PORT", help="serve Prometheus metrics (host 127.0.0.1)")
+    out.add_argument("--metrics-port", metavar="[HOST:]PORT",
+                     help="serve /metrics, /healthz and /readyz (host 127.0.0.1)")  # fmt: skip
+    out.add_argument("--health-lag", type=_positive_duration, metavar="DURATION",
+                     help="/healthz fails once the event loop is this late (default: 5s)")  # fmt: skip
+    ping = out.add_mutually_exclusive_group()
+    ping.add_argument("--ping-url", metavar="URL",
+                      help="ping URL/start, URL, URL/fail (healthchecks.io style) per run (default: none)")  # fmt: skip
+    ping.add_argument("--ping-url-file", metavar="FILE", help="read the --ping-url URL from FILE")
     out.add_argument("--report", metavar="FILE", help="write the final report as JSON")
 
 

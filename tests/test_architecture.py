@@ -51,7 +51,17 @@ LAYERS: dict[str, set[str]] = {
         "_threads",
         "_sync",
     },
-    "face": {"_cli", "_cli_common", "_cli_run", "_command", "_cli_env", "_cli_log", "_cli_checks", "__main__"},
+    "face": {
+        "_cli",
+        "_cli_common",
+        "_cli_run",
+        "_command",
+        "_cli_env",
+        "_cli_log",
+        "_cli_checks",
+        "_health",
+        "__main__",
+    },
     "testing": {"testing"},
 }
 #: The runner sees backends only through their protocols.
