@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     )
     from ._guard import ExecutionGuard, ExecutionLease, ExecutionSlot, NoopExecutionGuard
     from ._job import Job, RetryPolicy, RunContext, Task, TaskContext
+    from ._ledger import LedgerEntry, LedgerFate, RunLedger
     from ._observers import LogObserver, NoopObserver, SchedulerObserver
     from ._ping import HttpPingObserver
     from ._resilient import ResilientStateStore
@@ -76,6 +77,9 @@ _SOURCES: dict[str, str] = {
     "TimeWindowSegment": "._window",
     "Weekday": "._window",
     "JobState": "._state",
+    "LedgerEntry": "._ledger",
+    "LedgerFate": "._ledger",
+    "RunLedger": "._ledger",
     "RunRecord": "._state",
     "RunStatus": "._enums",
     "RunSkipReason": "._enums",
@@ -126,6 +130,9 @@ __all__ = [
     "InvalidJobKind",
     "Job",
     "JobState",
+    "LedgerEntry",
+    "LedgerFate",
+    "RunLedger",
     "JobTimeWindow",
     "LeaseLostPolicy",
     "LogObserver",

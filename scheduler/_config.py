@@ -21,6 +21,8 @@ class SchedulerConfig:
     ``catch_up_window``: due occurrences older than this are dropped whatever the policy.
     ``call_timeout``: how long one store or guard call may take before the loop treats it
     as a connection failure (None: half the schedule's period, between 50 ms and 5 s).
+    ``ledger_limit``: run-ledger entries kept per job when the store has a ledger (0: none
+    written).
     """
 
     timezone: ZoneInfo = ZoneInfo("UTC")
@@ -32,6 +34,7 @@ class SchedulerConfig:
     guard_error_policy: GuardErrorPolicy = GuardErrorPolicy.FAIL
     resume_interrupted: bool = False
     call_timeout: timedelta | None = None
+    ledger_limit: int = 1000
 
     def __init__(
         self,
@@ -44,6 +47,7 @@ class SchedulerConfig:
         guard_error_policy: GuardErrorPolicy | str = GuardErrorPolicy.FAIL,
         resume_interrupted: bool = False,
         call_timeout: timedelta | float | None = None,
+        ledger_limit: int = 1000,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "timezone", to_zone(timezone))
@@ -62,6 +66,7 @@ class SchedulerConfig:
                 InvalidJobKind.OTHER, f"call_timeout must be > 0 and at most {MAX_DURATION.days} days, got {budget}"
             )
         set_(self, "call_timeout", budget)
+        set_(self, "ledger_limit", require_int(ledger_limit, "ledger_limit", 0))
 
 
 def _clamped(value: timedelta | float, what: str) -> timedelta:

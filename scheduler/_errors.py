@@ -44,6 +44,8 @@ class StoreOperation(StrEnum):
     LOAD = "load"
     SAVE = "save"
     DELETE = "delete"
+    #: Appending to (or reading) the run ledger.
+    LEDGER = "ledger"
 
 
 class ExecutionGuardErrorKind(StrEnum):

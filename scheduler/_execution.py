@@ -69,6 +69,8 @@ class Execution:
     rng: random.Random
     renewals: int = 0
     failed_renewals: int = 0
+    #: The last attempt's exit code, when the task reported one (a command that failed).
+    exit_code: int | None = None
     task: asyncio.Task[Outcome] | None = field(default=None, repr=False)
     release_task: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -158,7 +160,11 @@ class Execution:
             return RunStatus.FAILED, _describe(exc)
         except Exception as exc:
             _log.error("job %s run %s attempt %d failed", job.job_id, t.scheduled_at.isoformat(), attempt, exc_info=exc)
+            # Commands raise an error carrying the exit status; other tasks have none.
+            code = getattr(exc, "returncode", None)
+            self.exit_code = code if isinstance(code, int) else None
             return RunStatus.FAILED, _describe(exc)
+        self.exit_code = None
         return RunStatus.SUCCESS, None
 
     async def _backoff(self, attempt: int, error: str | None) -> bool:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
 
 from ._clock import Clock, SystemClock
 from ._errors import InvalidJobError, InvalidJobKind, StoreError, StoreErrorKind, StoreOperation
+from ._ledger import DEFAULT_LEDGER_LIMIT, LedgerEntry, LedgerFate, LedgerSavingStore, RunLedger, check_query, select
 from ._state import JobState
-from ._store import ConditionalStateStore, CreatingStateStore, StateStore, StoreAttachment
+from ._store import ConditionalStateStore, CreatingStateStore, InMemoryStateStore, StateStore, StoreAttachment
 from ._time import to_timedelta
 from .events import SchedulerEvent, StoreDegraded, StoreRecovered
 
@@ -23,6 +25,9 @@ _log = logging.getLogger("scheduler")
 BUDGET_SHARE = 0.8
 #: Conditional write-back attempts per job and probe before waiting for the next probe.
 WRITE_BACK_ATTEMPTS = 3
+#: Ledger entries kept while the primary is unreachable; beyond it the oldest are dropped
+#: (and counted in a warning when written back).
+MAX_BUFFERED_ENTRIES = 10_000
 
 
 class ResilientStateStore:
@@ -46,6 +51,10 @@ class ResilientStateStore:
     * A job is loaded from the primary once before its state may be served from the mirror:
       a first ``load`` that fails raises the CONNECTION error instead of answering None.
     * DATA and UNKNOWN errors are never masked: they propagate.
+    * Run ledger: entries go through to the primary's ledger (``save_with_ledger`` through
+      its combined write); while degraded they are buffered (at most
+      ``MAX_BUFFERED_ENTRIES``, the oldest dropped first) and appended after the states are
+      written back. A primary without a ledger gets one in memory here.
     * The background task starts on the running loop when the store degrades and stops on
       ``aclose`` or when the scheduler detaches.
     """
@@ -77,6 +86,9 @@ class ResilientStateStore:
         self._known: set[str] = set()
         self._degraded = False
         self._probe: asyncio.Task[None] | None = None
+        self._buffer: deque[tuple[LedgerEntry, int]] = deque(maxlen=MAX_BUFFERED_ENTRIES)
+        self._buffered_total = 0
+        self._ledger: RunLedger = primary if isinstance(primary, RunLedger) else InMemoryStateStore()
 
     @property
     def is_degraded(self) -> bool:
@@ -254,6 +266,105 @@ class ResilientStateStore:
         self._stop_probe()
         await self.primary.aclose()
 
+    # -- the run ledger -------------------------------------------------------------------
+
+    async def append(self, entries: Sequence[LedgerEntry], *, keep: int = DEFAULT_LEDGER_LIMIT) -> None:
+        if not entries:
+            return
+        job_id = entries[0].job_id
+        if not self._degraded:
+            try:
+                await self._call(StoreOperation.LEDGER, job_id, lambda: self._ledger.append(entries, keep=keep))
+                return
+            except StoreError as exc:
+                self._degrade(StoreOperation.LEDGER, job_id, exc)
+        self._hold(entries, keep)
+
+    def _hold(self, entries: Sequence[LedgerEntry], keep: int) -> None:
+        self._buffer.extend((entry, keep) for entry in entries)
+        self._buffered_total += len(entries)
+        self._start_probe()
+
+    async def history(
+        self,
+        job_id: str,
+        *,
+        limit: int = 100,
+        before: datetime | None = None,
+        after: datetime | None = None,
+        fates: Iterable[LedgerFate] | None = None,
+    ) -> list[LedgerEntry]:
+        """The primary's entries plus those still buffered (only the buffered while degraded)."""
+        check_query(limit, before, after)
+        wanted = None if fates is None else list(fates)
+        stored: list[LedgerEntry] = []
+        if not self._degraded:
+            ledger = self._ledger
+            query = functools.partial(ledger.history, job_id, limit=limit, before=before, after=after, fates=wanted)
+            try:
+                stored = await self._call(StoreOperation.LEDGER, job_id, query)
+            except StoreError as exc:
+                self._degrade(StoreOperation.LEDGER, job_id, exc)
+        held = [entry for entry, _ in self._buffer if entry.job_id == job_id]
+        if not held:
+            return stored
+        # Stored entries were appended before the buffered ones.
+        pairs = [(-i, e) for i, e in enumerate(stored)] + [(i + 1, e) for i, e in enumerate(held)]
+        return select(pairs, limit=limit, before=before, after=after, fates=wanted)
+
+    async def save_with_ledger(
+        self,
+        state: JobState,
+        entries: Sequence[LedgerEntry],
+        *,
+        expected_revision: int | None,
+        keep: int,
+    ) -> bool:
+        """Through the primary's combined write when it has one; else a save, then ``append``."""
+        job_id = state.job_id
+        primary = self.primary
+        if not self._degraded and isinstance(primary, LedgerSavingStore):
+            expected = None if expected_revision is None else self._to_primary(job_id, expected_revision)
+            revision = self._mirror_revision(job_id) + 1 if expected_revision is None else expected_revision + 1
+            write = functools.partial(primary.save_with_ledger, state, entries, expected_revision=expected, keep=keep)
+            try:
+                saved = await self._call(StoreOperation.SAVE, job_id, write)
+            except StoreError as exc:
+                if exc.operation is StoreOperation.LEDGER:  # the state was saved, the entries not
+                    self._known.add(job_id)
+                    self._mirror[job_id] = state.with_revision(revision)
+                    raise
+                self._degrade(StoreOperation.SAVE, job_id, exc)
+            else:
+                self._known.add(job_id)
+                if saved:
+                    self._mirror[job_id] = state.with_revision(revision)
+                return saved
+        if expected_revision is None:
+            await self.save(state)
+        elif not await self.save_if(state, expected_revision):
+            return False
+        await self.append(entries, keep=keep)
+        return True
+
+    async def _write_back_ledger(self) -> None:
+        lost = self._buffered_total - len(self._buffer)
+        if lost > 0:
+            _log.warning("run ledger: %d entries recorded during the outage were dropped (buffer full)", lost)
+            self._buffered_total = len(self._buffer)
+        while self._buffer:
+            entry, keep = self._buffer[0]
+            batch = [entry]
+            for other, other_keep in list(self._buffer)[1:200]:
+                if other_keep != keep:
+                    break
+                batch.append(other)
+            append = functools.partial(self._ledger.append, batch, keep=keep)
+            await self._call(StoreOperation.LEDGER, entry.job_id, append)
+            for _ in batch:
+                self._buffer.popleft()
+        self._buffered_total = 0
+
     # -- the mirror -----------------------------------------------------------------------
 
     def _mirror_revision(self, job_id: str) -> int:
@@ -321,6 +432,7 @@ class ResilientStateStore:
                 break
         if self._dirty or self._deleted:
             return None
+        await self._write_back_ledger()
         self._degraded = False
         self._emit(StoreRecovered(job_id=self._any_job(), at=self._clock_now().now(), written_back=written))
         return written

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import socket
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -35,12 +37,13 @@ from ._guard import ExecutionGuard, ExecutionLease, NoopExecutionGuard
 from ._handle import Command, CommandKind, SchedulerHandle
 from ._job import Job
 from ._leasing import LeaseBroker
+from ._ledger import MAX_ERROR_CHARS, LedgerEntry, LedgerFate
 from ._loading import load_state, new_state
 from ._observers import Fanout, ObserverLike
 from ._persist import Persistence
 from ._schedules import Interval
 from ._session import Session
-from ._state import InFlight, JobState, SchedulerReport
+from ._state import InFlight, JobState, OpenRun, RunRecord, SchedulerReport
 from ._store import AttachableStore, InMemoryStateStore, StateStore, StoreAttachment
 from .events import (
     RunCompleted,
@@ -177,7 +180,13 @@ class _Loop:
         # A store that degrades on its own answers within the budget; others get the
         # documented 5 s, since for them a timeout is fatal.
         outer = self.call_timeout if isinstance(store, AttachableStore) else max(self.call_timeout, MAX_CALL_TIMEOUT)
-        self.persistence = Persistence(store, job.job_id, outer)
+        self.persistence = Persistence(
+            store, job.job_id, outer, ledger_keep=self.config.ledger_limit, emit=self.emit, now=self.clock.now
+        )
+        #: Whether decisions are written to the store's run ledger (and runs kept open until
+        #: their outcome is saved); when not, none of the ledger work below happens.
+        self.ledger_on = self.persistence.ledger is not None
+        self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self.broker: LeaseBroker | None = None
         if not isinstance(self.guard, NoopExecutionGuard):  # the no-op guard needs no call at all
             self.broker = LeaseBroker(
@@ -295,12 +304,14 @@ class _Loop:
                     self.clock.now(),
                     self.emit,
                     resume_interrupted=self.config.resume_interrupted,
+                    ledger=self.ledger_on,
                 )
                 self.s.state, self.s.resume_first = loaded.state, loaded.resume
                 while True:
                     step = await self.step()
                     if isinstance(step, Stop):
                         reason = step.reason
+                        await self.flush()
                         break
                     if isinstance(step, Wait):
                         await self.wait(step.deadline)
@@ -316,6 +327,7 @@ class _Loop:
                 detach()
             if self.releases:  # leases of runs that ended while the loop was failing
                 await asyncio.shield(asyncio.gather(*self.releases, return_exceptions=True))
+            await self.persistence.drain()
         self.emit_stopped(reason)
         return self.report(reason)
 
@@ -430,6 +442,7 @@ class _Loop:
 
     async def finish(self) -> SchedulerStopReason:
         if self.config.terminal_state_policy is TerminalStatePolicy.DELETE:
+            self.s.unsaved_skips.clear()  # nothing of the state is kept
             await self.persistence.delete()
             self.emit(
                 TerminalStateDeleted(
@@ -448,15 +461,27 @@ class _Loop:
         """
         s = self.s
         count = s.state.trigger_count + decision.consumed
-        committed = await self.persistence.commit(s.state.consumed(count, decision.next_run_at))
+        trigger = None
+        if decision.run_at is not None:
+            trigger = Trigger(decision.run_at, decision.catch_up, count, TriggerSource.SCHEDULED)
+        entries = None
+        opened = None
+        if self.ledger_on:
+            # The drops and the run to start are written by the same save that consumes them.
+            entries = [self.drop_entry(drop) for drop in decision.drops] if decision.drops else None
+            opened = None if trigger is None else self.open_run(trigger)
+        state = s.state.consumed(count, decision.next_run_at, opened)
+        for drop in decision.drops:
+            state = state.skipped(drop.reason, drop.count, drop.last)
+        committed = await self.commit(state, entries)
         if committed is None:
             await self.adopt_stored("consume")
             return
         s.state = committed
         for drop in decision.drops:
             self.report_drop(drop, count)
-        if decision.run_at is not None:
-            await self.dispatch(Trigger(decision.run_at, decision.catch_up, count, TriggerSource.SCHEDULED))
+        if trigger is not None:
+            await self.dispatch(trigger)
 
     async def trigger_manually(self, now: datetime) -> None:
         """A trigger_now(): counted toward max_runs, through the overlap policy and the guard."""
@@ -465,15 +490,28 @@ class _Loop:
         if max_runs is not None and count >= max_runs:
             return  # the job is finished: nothing more may run
         exhausted = max_runs is not None and count + 1 >= max_runs
-        committed = await self.persistence.commit(
-            s.state.consumed(count + 1, None if exhausted else s.state.next_run_at)
-        )
+        trigger = Trigger(now, False, count + 1, TriggerSource.MANUAL)
+        opened = self.open_run(trigger) if self.ledger_on else None
+        state = s.state.consumed(count + 1, None if exhausted else s.state.next_run_at, opened)
+        committed = await self.commit(state)
         if committed is None:
             await self.adopt_stored("manual")
             s.manual += 1  # still wanted: try again from the adopted state
             return
         s.state = committed
-        await self.dispatch(Trigger(now, False, count + 1, TriggerSource.MANUAL))
+        await self.dispatch(trigger)
+
+    async def commit(self, state: JobState, entries: list[LedgerEntry] | None = None) -> JobState | None:
+        """Save through ``Persistence``; a saved state carries every skip applied so far."""
+        committed = await self.persistence.commit(state, entries)
+        if committed is not None and self.s.unsaved_skips:
+            self.s.unsaved_skips.clear()
+        return committed
+
+    async def flush(self) -> None:
+        """Save skips decided since the last save (a queued trigger dropped at shutdown)."""
+        if self.s.unsaved_skips:
+            await self.save_merged(lambda st: st, "stop")
 
     async def adopt_stored(self, during: str) -> None:
         """Another process saved first: continue from the stored document (a new one if deleted)."""
@@ -486,6 +524,10 @@ class _Loop:
             trigger_count: int | None = None
         else:
             trigger_count = stored.trigger_count
+        for occurrence, reason in s.unsaved_skips:  # ours, not in the other writer's document
+            stored = stored.skipped(reason, 1, occurrence)
+            if self.ledger_on:
+                stored = stored.settled(occurrence)
         s.state = stored
         self.emit(
             StateConflict(
@@ -497,23 +539,28 @@ class _Loop:
             )
         )
 
-    async def save_merged(self, change: Callable[[JobState], JobState], during: str) -> None:
+    async def save_merged(
+        self, change: Callable[[JobState], JobState], during: str, entries: list[LedgerEntry] | None = None
+    ) -> None:
         """Save ``change`` applied to our state; on a conflict apply it to the fresher document.
 
         Used for a run's outcome and its in-flight marker: they belong to an occurrence we
         consumed, so they are merged into whatever another replica saved meanwhile (one retry).
+        ``entries`` go with the save; if it never lands they are appended on their own.
         """
         s = self.s
-        committed = await self.persistence.commit(change(s.state))
+        committed = await self.commit(change(s.state), entries)
         if committed is None:
             await self.adopt_stored(during)
-            committed = await self.persistence.commit(change(s.state))
+            committed = await self.commit(change(s.state), entries)
             if committed is None:
                 _log.warning(
                     "job %s: %s save lost a race twice; the stored state keeps the other writer's",
                     self.job.job_id,
                     during,
                 )
+                if entries:
+                    self.persistence.append_later(entries)
                 return
         s.state = committed
 
@@ -612,7 +659,8 @@ class _Loop:
             raise outcome.fatal
         record = outcome.record
         s.history.append(record)
-        save = self.save_merged(lambda st: st.completed(record), "complete")
+        entries = [self.run_entry(record, execution)] if self.ledger_on else None
+        save = self.save_merged(lambda st: st.completed(record), "complete", entries)
         if release is None:
             await save
         else:  # release the lease and save the outcome concurrently (independent round trips)
@@ -646,7 +694,22 @@ class _Loop:
         s.last_skip = reason
 
     def skip(self, trigger: Trigger, reason: RunSkipReason) -> None:
+        """A consumed trigger does not run after all (decided after the save that consumed it).
+
+        The counters ride with the next save; the ledger entry is appended in the background
+        (a crash right now may lose it). A contended skip is written only when our own
+        conditional save consumed the occurrence: with plain saves another replica may have
+        consumed the same one, and its entry is the occurrence's entry.
+        """
         self.count_skip(reason, 1)
+        s = self.s
+        state = s.state.skipped(reason, 1, trigger.scheduled_at)
+        s.unsaved_skips.append((trigger.scheduled_at, reason))
+        if self.ledger_on:
+            state = state.settled(trigger.scheduled_at)
+            if reason is not RunSkipReason.CONTENDED or self.persistence.conditional:
+                self.persistence.append_later([self.skip_entry(trigger, reason)])
+        s.state = state
         if self.emit_or_none is not None:
             self.emit_or_none(
                 RunSkipped(
@@ -658,6 +721,54 @@ class _Loop:
                     reason=reason,
                 )
             )
+
+    # -- ledger entries ----------------------------------------------------------------------
+
+    def open_run(self, trigger: Trigger) -> OpenRun:
+        return OpenRun.trusted(
+            trigger.scheduled_at, self.instance, trigger.trigger_count, trigger.source, trigger.catch_up
+        )
+
+    def drop_entry(self, drop: Drop) -> LedgerEntry:
+        return LedgerEntry.trusted(
+            job_id=self.job.job_id,
+            scheduled_at=drop.first,
+            fate=LedgerFate.SKIPPED if drop.count == 1 else LedgerFate.MISSED,
+            reason=drop.reason,
+            count=drop.count,
+            last_scheduled_at=drop.last,
+            catch_up=drop.reason in (RunSkipReason.MISSED, RunSkipReason.COALESCED),
+            instance=self.instance,
+        )
+
+    def skip_entry(self, trigger: Trigger, reason: RunSkipReason) -> LedgerEntry:
+        return LedgerEntry.trusted(
+            job_id=self.job.job_id,
+            scheduled_at=trigger.scheduled_at,
+            fate=LedgerFate.SKIPPED,
+            reason=reason,
+            source=trigger.source,
+            catch_up=trigger.catch_up,
+            instance=self.instance,
+        )
+
+    def run_entry(self, record: RunRecord, execution: Execution) -> LedgerEntry:
+        lease = execution.lease
+        error = record.error
+        return LedgerEntry.trusted(
+            job_id=self.job.job_id,
+            scheduled_at=record.scheduled_at,
+            fate=LedgerFate.of_run(record.status),
+            source=record.source,
+            catch_up=record.catch_up,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+            attempts=record.attempts,
+            error=error if error is None or len(error) <= MAX_ERROR_CHARS else error[:MAX_ERROR_CHARS],
+            exit_code=execution.exit_code,
+            fencing_token=None if lease is None else lease.fencing_token,
+            instance=self.instance,
+        )
 
     def report_drop(self, drop: Drop, trigger_count: int) -> None:
         self.count_skip(drop.reason, drop.count)

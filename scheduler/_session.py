@@ -37,3 +37,6 @@ class Session:
     grace_deadline: datetime | None = None
     skipped: dict[RunSkipReason, int] = field(default_factory=dict)
     last_skip: RunSkipReason | None = None
+    #: Skips applied to ``state`` since its last save (occurrence, reason): carried by the
+    #: next save, re-applied to a document adopted after a conflict, flushed at stop.
+    unsaved_skips: list[tuple[datetime, RunSkipReason]] = field(default_factory=list)

@@ -13,14 +13,17 @@ needs, and keeps the event loop free while SQLite waits on a lock or on the disk
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
 from ._errors import StoreError, StoreErrorKind, StoreOperation
+from ._ledger import DEFAULT_LEDGER_LIMIT, LedgerEntry, LedgerFate, check_query
 from ._state import SCHEMA_VERSION as DOCUMENT_VERSION
 from ._state import JobState, StateDocumentError, parse_document
 
@@ -41,6 +44,25 @@ CREATE TABLE IF NOT EXISTS job_state (
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 ) WITHOUT ROWID
 """
+#: The run ledger: one row per entry, in append order (``seq``). Adding it is additive: an
+#: older release never names the table, so it still opens the file.
+_CREATE_LEDGER = """
+CREATE TABLE IF NOT EXISTS run_ledger (
+    seq          INTEGER PRIMARY KEY,
+    job_id       TEXT NOT NULL,
+    scheduled_us INTEGER NOT NULL,
+    last_us      INTEGER NOT NULL,
+    fate         TEXT NOT NULL,
+    entry        TEXT NOT NULL
+)
+"""
+_CREATE_LEDGER_INDEX = "CREATE INDEX IF NOT EXISTS run_ledger_job ON run_ledger (job_id, seq)"
+_INSERT_ENTRY = "INSERT INTO run_ledger (job_id, scheduled_us, last_us, fate, entry) VALUES (?, ?, ?, ?, ?)"
+# Keeps the newest ``keep`` rows of a job (by append order).
+_TRIM = (
+    "DELETE FROM run_ledger WHERE job_id = ? AND seq <= "
+    "(SELECT seq FROM run_ledger WHERE job_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)"
+)
 #: Columns added after the first layout: (name, definition). An older release never names
 #: them, so it still reads and writes the table (its writes just leave ``revision`` alone).
 _ADDITIVE = (("revision", "INTEGER NOT NULL DEFAULT 0"),)
@@ -58,8 +80,10 @@ class SqliteStateStore:
 
     The row's ``revision`` column counts its writes (conditional saves compare it in the
     ``UPDATE``'s WHERE). A row whose document has a newer ``schema_version`` is never written
-    over (checked in the same statement). Implements ``ConditionalStateStore`` and
-    ``CreatingStateStore``.
+    over (checked in the same statement). Implements ``ConditionalStateStore``,
+    ``CreatingStateStore`` and the run ledger (``RunLedger``; table ``run_ledger`` in the
+    same file): ``save_with_ledger`` writes the state and the entries in one transaction.
+    ``delete`` keeps a job's ledger.
 
     ``path`` is created on first use (parent directories included). Several processes may
     share one file; SQLite's locking serialises their writes. ``":memory:"`` gives a private
@@ -104,7 +128,7 @@ class SqliteStateStore:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise _NewerSchema(f"database schema version {version} is newer than supported {SCHEMA_VERSION}")
-        if version == SCHEMA_VERSION and not SqliteStateStore._missing_columns(conn):
+        if version == SCHEMA_VERSION and not SqliteStateStore._missing_columns(conn) and _has_ledger(conn):
             return
         # IMMEDIATE takes the write lock first, so two processes cannot both migrate.
         conn.execute("BEGIN IMMEDIATE")
@@ -113,6 +137,8 @@ class SqliteStateStore:
                 conn.execute(_CREATE)
             for name, definition in SqliteStateStore._missing_columns(conn):
                 conn.execute(f"ALTER TABLE job_state ADD COLUMN {name} {definition}")
+            conn.execute(_CREATE_LEDGER)
+            conn.execute(_CREATE_LEDGER_INDEX)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
@@ -165,6 +191,75 @@ class SqliteStateStore:
         if not updated:
             self._refuse_newer(conn, job_id)
         return bool(updated)
+
+    def _save_with_ledger(
+        self, job_id: str, text: str, expected: int | None, rows: list[tuple[str, int, int, str, str]], keep: int
+    ) -> tuple[bool, str | None]:
+        """One transaction: the state (conditionally when ``expected`` is set), then the entries.
+
+        Returns (saved, ledger error). A failing ledger insert is rolled back to its savepoint
+        and the state is still committed: the ledger never fails a save.
+        """
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if expected is None:
+                self._save(job_id, text)
+                saved = True
+            else:
+                saved = self._save_if(job_id, text, expected)
+            problem = None
+            if saved:
+                conn.execute("SAVEPOINT ledger")
+                try:
+                    self._insert_entries(conn, rows, keep)
+                    conn.execute("RELEASE ledger")
+                except sqlite3.Error as exc:
+                    conn.execute("ROLLBACK TO ledger")
+                    conn.execute("RELEASE ledger")
+                    problem = str(exc)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return saved, problem
+
+    @staticmethod
+    def _insert_entries(conn: sqlite3.Connection, rows: list[tuple[str, int, int, str, str]], keep: int) -> None:
+        conn.executemany(_INSERT_ENTRY, rows)
+        if keep > 0:
+            for job_id in {row[0] for row in rows}:
+                conn.execute(_TRIM, (job_id, job_id, keep))
+
+    def _append(self, rows: list[tuple[str, int, int, str, str]], keep: int) -> None:
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._insert_entries(conn, rows, keep)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _history(
+        self, job_id: str, limit: int, before: int | None, after: int | None, fates: list[str] | None
+    ) -> list[str]:
+        sql = "SELECT entry FROM run_ledger WHERE job_id = ?"
+        args: list[object] = [job_id]
+        if before is not None:
+            sql += " AND scheduled_us <= ?"
+            args.append(before)
+        if after is not None:
+            sql += " AND last_us >= ?"
+            args.append(after)
+        if fates is not None:
+            sql += f" AND fate IN ({','.join('?' * len(fates))})"
+            args.extend(fates)
+        sql += " ORDER BY scheduled_us DESC, seq DESC LIMIT ?"
+        args.append(limit)
+        return [str(row[0]) for row in self._connect().execute(sql, args)]
 
     def _create(self, job_id: str, text: str) -> tuple[str, int] | None:
         conn = self._connect()
@@ -228,6 +323,53 @@ class SqliteStateStore:
     async def delete(self, job_id: str) -> None:
         await self._call(StoreOperation.DELETE, job_id, lambda: self._delete(job_id))
 
+    async def save_with_ledger(
+        self,
+        state: JobState,
+        entries: Sequence[LedgerEntry],
+        *,
+        expected_revision: int | None,
+        keep: int,
+    ) -> bool:
+        """Save (conditionally unless ``expected_revision`` is None) and append, in one transaction.
+
+        Raises ``StoreError`` with operation LEDGER when the state was saved but the entries
+        could not be written.
+        """
+        text, job_id, rows = state.to_json(), state.job_id, _rows(entries)
+        saved, problem = await self._call(
+            StoreOperation.SAVE, job_id, lambda: self._save_with_ledger(job_id, text, expected_revision, rows, keep)
+        )
+        if problem is not None:
+            raise StoreError(StoreErrorKind.UNKNOWN, StoreOperation.LEDGER, job_id, f"{self.path}: {problem}")
+        return saved
+
+    async def append(self, entries: Sequence[LedgerEntry], *, keep: int = DEFAULT_LEDGER_LIMIT) -> None:
+        if not entries:
+            return
+        rows = _rows(entries)
+        await self._call(StoreOperation.LEDGER, entries[0].job_id, lambda: self._append(rows, keep))
+
+    async def history(
+        self,
+        job_id: str,
+        *,
+        limit: int = 100,
+        before: datetime | None = None,
+        after: datetime | None = None,
+        fates: Iterable[LedgerFate] | None = None,
+    ) -> list[LedgerEntry]:
+        check_query(limit, before, after)
+        wanted = None if fates is None else sorted({LedgerFate(f).value for f in fates})
+        lo, hi = None if after is None else _micros(after), None if before is None else _micros(before)
+        texts = await self._call(StoreOperation.LEDGER, job_id, lambda: self._history(job_id, limit, hi, lo, wanted))
+        try:
+            return [LedgerEntry.from_dict(json.loads(text)) for text in texts]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(
+                StoreErrorKind.DATA, StoreOperation.LEDGER, job_id, f"{self.path}: bad entry: {exc}"
+            ) from exc
+
     async def aclose(self) -> None:
         if self._closed:
             return
@@ -236,6 +378,33 @@ class SqliteStateStore:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
         finally:
             self._executor.shutdown(wait=False)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(instant: datetime) -> int:
+    """Microseconds since the epoch: integers sort exactly, unlike formatted text."""
+    delta = instant - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _rows(entries: Sequence[LedgerEntry]) -> list[tuple[str, int, int, str, str]]:
+    return [
+        (
+            e.job_id,
+            _micros(e.scheduled_at),
+            _micros(e.last_scheduled_at),
+            e.fate.value,
+            json.dumps(e.to_dict(), separators=(",", ":")),
+        )
+        for e in entries
+    ]
+
+
+def _has_ledger(conn: sqlite3.Connection) -> bool:
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'run_ledger'").fetchone()
+    return row is not None
 
 
 class _NewerSchema(Exception):

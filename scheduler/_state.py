@@ -48,6 +48,41 @@ class InFlight(BaseModel):
     attempt: int = 1
 
 
+class OpenRun(BaseModel):
+    """An occurrence consumed to run whose outcome is not stored yet (kept while a ledger is on).
+
+    Saved with the save that consumed it and removed by the save of its outcome, so a
+    process that finds one for a dead process on restart knows the run never reported.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    occurrence: Instant
+    instance: str
+    trigger_count: int = 0
+    source: TriggerSource = TriggerSource.SCHEDULED
+    catch_up: bool = False
+
+    @classmethod
+    def trusted(
+        cls, occurrence: datetime, instance: str, trigger_count: int, source: TriggerSource, catch_up: bool
+    ) -> OpenRun:
+        """Built from the scheduler's own values: skips validation (one per run)."""
+        new = object.__new__(cls)
+        values = {
+            "occurrence": occurrence,
+            "instance": instance,
+            "trigger_count": trigger_count,
+            "source": source,
+            "catch_up": catch_up,
+        }
+        object.__setattr__(new, "__dict__", values)
+        object.__setattr__(new, "__pydantic_fields_set__", set(values))
+        object.__setattr__(new, "__pydantic_extra__", None)
+        object.__setattr__(new, "__pydantic_private__", None)
+        return new
+
+
 class JobState(BaseModel):
     """Everything the scheduler persists about a job, keyed by ``job_id``.
 
@@ -73,6 +108,18 @@ class JobState(BaseModel):
     consecutive_failures: int = Field(default=0, ge=0)
     schedule_fingerprint: str | None = None
     in_flight: InFlight | None = None
+    #: The schedule and window in machine-readable form plus words (tools describe the job
+    #: from it without its flags).
+    schedule_spec: dict[str, Any] | None = None
+    #: Runs that started (each counted when its outcome is saved).
+    runs_started: int = Field(default=0, ge=0)
+    #: Consumed occurrences that did not run, by reason (``RunSkipReason`` values).
+    skips: dict[str, int] = Field(default_factory=dict)
+    last_skip_at: Instant | None = None
+    last_skip_reason: RunSkipReason | None = None
+    #: Runs that never reported (their process died), found on a restart.
+    interrupted: int = Field(default=0, ge=0)
+    open_runs: tuple[OpenRun, ...] = ()
     schema_version: int = SCHEMA_VERSION
     revision: int = Field(default=0, ge=0, exclude=True)
 
@@ -101,13 +148,43 @@ class JobState(BaseModel):
     # Typed so mypy sees every change; values come from the scheduler itself, so they skip
     # pydantic's validation (a test pins each one to the validated ``model_copy`` result).
 
-    def consumed(self, trigger_count: int, next_run_at: datetime | None) -> JobState:
-        """Occurrences were consumed: the new count and where the schedule continues."""
-        return self._replace(trigger_count=trigger_count, next_run_at=next_run_at)
+    def consumed(self, trigger_count: int, next_run_at: datetime | None, opened: OpenRun | None = None) -> JobState:
+        """Occurrences were consumed: the new count and where the schedule continues.
+
+        ``opened``: the consumed occurrence that is about to run (see ``opened``), in the same copy.
+        """
+        if opened is None:
+            return self._replace(trigger_count=trigger_count, next_run_at=next_run_at)
+        return self._replace(trigger_count=trigger_count, next_run_at=next_run_at, open_runs=(*self.open_runs, opened))
 
     def rescheduled(self, next_run_at: datetime | None, schedule_fingerprint: str | None) -> JobState:
         """The schedule changed (or was repaired): continue at ``next_run_at``."""
         return self._replace(next_run_at=next_run_at, schedule_fingerprint=schedule_fingerprint)
+
+    def skipped(self, reason: RunSkipReason, count: int, scheduled_at: datetime) -> JobState:
+        """``count`` consumed occurrences (the last at ``scheduled_at``) did not run, for ``reason``."""
+        skips = dict(self.skips)
+        skips[reason.value] = skips.get(reason.value, 0) + count
+        return self._replace(skips=skips, last_skip_at=scheduled_at, last_skip_reason=reason)
+
+    def opened(self, run: OpenRun) -> JobState:
+        """An occurrence was consumed to run; its outcome (or skip) will settle it."""
+        return self._replace(open_runs=(*self.open_runs, run))
+
+    def settled(self, occurrence: datetime) -> JobState:
+        """The open run of ``occurrence`` was skipped after all: no outcome will come."""
+        return self._replace(open_runs=_without(self.open_runs, occurrence))
+
+    def interrupted_runs(self, runs: tuple[OpenRun, ...]) -> JobState:
+        """``runs`` belonged to a process that died: they will never report."""
+        kept = list(self.open_runs)
+        for run in runs:
+            kept.remove(run)
+        return self._replace(open_runs=tuple(kept), interrupted=self.interrupted + len(runs))
+
+    def described(self, schedule_spec: dict[str, Any]) -> JobState:
+        """The job's schedule, as tools should read it."""
+        return self._replace(schedule_spec=schedule_spec)
 
     def started(self, in_flight: InFlight | None) -> JobState:
         """A run is (or no longer is) in flight; saved only with ``resume_interrupted``."""
@@ -117,7 +194,8 @@ class JobState(BaseModel):
         """Fold a finished run into the state.
 
         Safe to apply to a fresher document written by another replica: ``last_run_at`` only
-        moves forward, and the in-flight marker is cleared only if it names this run.
+        moves forward, and the in-flight marker and open run are cleared only if they name
+        this run.
         """
         success = record.status is RunStatus.SUCCESS
         last_run_at = self.last_run_at
@@ -129,7 +207,10 @@ class JobState(BaseModel):
             "last_status": record.status,
             "last_error": None if success else record.error,
             "consecutive_failures": 0 if success else self.consecutive_failures + 1,
+            "runs_started": self.runs_started + 1,
         }
+        if self.open_runs:
+            changes["open_runs"] = _without(self.open_runs, record.scheduled_at)
         if success:
             changes["last_success_at"] = record.finished_at
         if flight is not None and flight.occurrence == record.scheduled_at:
@@ -141,9 +222,8 @@ class JobState(BaseModel):
 
         About twice as fast as ``model_copy(update=...)``, which matters at two states per run.
         """
-        fields = type(self).model_fields
         for name in changes:
-            if name not in fields:
+            if name not in _FIELD_NAMES:
                 raise TypeError(f"JobState has no field {name!r}")
         new = object.__new__(JobState)
         values = self.__dict__.copy()
@@ -166,6 +246,18 @@ class JobState(BaseModel):
     @classmethod
     def from_json(cls, text: str | bytes) -> JobState:
         return cls.model_validate_json(text)
+
+
+#: Looked up per transition; pydantic's ``model_fields`` accessor is slow on a hot path.
+_FIELD_NAMES = frozenset(JobState.model_fields)
+
+
+def _without(runs: tuple[OpenRun, ...], occurrence: datetime) -> tuple[OpenRun, ...]:
+    """``runs`` less the first one for ``occurrence`` (parallel runs of one instant stay apart)."""
+    for index, run in enumerate(runs):
+        if run.occurrence == occurrence:
+            return runs[:index] + runs[index + 1 :]
+    return runs
 
 
 class StateDocumentError(ValueError):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from ._ledger import DEFAULT_LEDGER_LIMIT, LedgerEntry, LedgerFate, check_query, select
 from ._state import JobState
 
 if TYPE_CHECKING:
@@ -97,11 +98,14 @@ class AttachableStore(Protocol):
 class InMemoryStateStore:
     """Keeps states in a dict. Share one instance between Schedulers to simulate a restart.
 
-    Implements :class:`ConditionalStateStore` and :class:`CreatingStateStore`.
+    Implements :class:`ConditionalStateStore`, :class:`CreatingStateStore` and the run
+    ledger (``RunLedger``, ``LedgerSavingStore``); ``delete`` keeps a job's ledger.
     """
 
     def __init__(self) -> None:
         self._states: dict[str, JobState] = {}
+        self._ledger: dict[str, list[tuple[int, LedgerEntry]]] = {}
+        self._appended = 0
 
     async def load(self, job_id: str) -> JobState | None:
         return self._states.get(job_id)
@@ -126,6 +130,45 @@ class InMemoryStateStore:
 
     async def delete(self, job_id: str) -> None:
         self._states.pop(job_id, None)
+
+    async def append(self, entries: Sequence[LedgerEntry], *, keep: int = DEFAULT_LEDGER_LIMIT) -> None:
+        touched = set()
+        for entry in entries:
+            self._appended += 1
+            self._ledger.setdefault(entry.job_id, []).append((self._appended, entry))
+            touched.add(entry.job_id)
+        if keep > 0:
+            for job_id in touched:
+                kept = self._ledger[job_id]
+                if len(kept) > keep:
+                    del kept[: len(kept) - keep]
+
+    async def history(
+        self,
+        job_id: str,
+        *,
+        limit: int = 100,
+        before: datetime | None = None,
+        after: datetime | None = None,
+        fates: Iterable[LedgerFate] | None = None,
+    ) -> list[LedgerEntry]:
+        check_query(limit, before, after)
+        return select(self._ledger.get(job_id, ()), limit=limit, before=before, after=after, fates=fates)
+
+    async def save_with_ledger(
+        self,
+        state: JobState,
+        entries: Sequence[LedgerEntry],
+        *,
+        expected_revision: int | None,
+        keep: int,
+    ) -> bool:
+        if expected_revision is None:
+            await self.save(state)
+        elif not await self.save_if(state, expected_revision):
+            return False
+        await self.append(entries, keep=keep)
+        return True
 
     async def aclose(self) -> None:
         return None

@@ -6,16 +6,22 @@ state key, so both live in one cluster slot; a state key containing ``}`` uses `
 Writes compare and bump it inside one script; they never read or decode the document itself
 (only a document that has no version key yet, written before revisions existed or by hand, is
 decoded once to check that it is JSON of a supported ``schema_version``).
+
+The run ledger is a stream per job, ``{K}:ledger`` (same hash tag, same slot), one entry per
+stream item (field ``e``: the entry as JSON), trimmed with ``MAXLEN ~``. The script that saves
+a state appends the entries of the same decision, so the ledger costs no extra call there.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from datetime import timedelta
+import json
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ._errors import InvalidJobError, InvalidJobKind, StoreError, StoreErrorKind, StoreOperation
+from ._ledger import DEFAULT_LEDGER_LIMIT, LedgerEntry, LedgerFate, check_query, select
 from ._resilient import ResilientStateStore
 from ._state import SCHEMA_VERSION, JobState, StateDocumentError, parse_document
 from ._time import to_timedelta
@@ -77,15 +83,31 @@ local function write(revision)
 end
 """
 
-# KEYS: state key, version key. ARGV: document, schema version, expected revision ('' for an
-# unconditional save). Returns the new revision, or -1 when the stored one differs (conflict).
+# KEYS: state key, version key [, ledger stream]. ARGV: document, schema version, expected
+# revision ('' for an unconditional save) [, entries to keep (0: no trim), entry...]. Returns
+# the new revision, or -1 when the stored one differs (conflict). The entries are appended only
+# once the state is written; a failing append (the ledger key is not a stream) does not undo
+# the save: the reply is then {revision, error text}.
 _WRITE = (
     _PRELUDE
     + """
 local current, err = stored_revision()
 if err then return err end
 if ARGV[3] ~= '' and current ~= tonumber(ARGV[3]) then return -1 end
-return write(current + 1)
+local revision = write(current + 1)
+if #ARGV > 4 then
+  local keep = tonumber(ARGV[4])
+  for i = 5, #ARGV do
+    local added
+    if keep > 0 then
+      added = redis.pcall('XADD', KEYS[3], 'MAXLEN', '~', keep, '*', 'e', ARGV[i])
+    else
+      added = redis.pcall('XADD', KEYS[3], '*', 'e', ARGV[i])
+    end
+    if type(added) == 'table' and added['err'] then return {revision, added['err']} end
+  end
+end
+return revision
 """
 )
 
@@ -107,6 +129,25 @@ def version_key(state_key: str) -> str:
     return f"{{{state_key}}}:version" if "}" not in state_key else f"{state_key}:version"
 
 
+def ledger_key(state_key: str) -> str:
+    """The run-ledger stream beside ``state_key`` (same slot, like the version key)."""
+    return f"{{{state_key}}}:ledger" if "}" not in state_key else f"{state_key}:ledger"
+
+
+def _encode(entry: LedgerEntry) -> str:
+    return json.dumps(entry.to_dict(), separators=(",", ":"))
+
+
+def _decode_entry(fields: dict[Any, Any] | None) -> LedgerEntry:
+    """A stream item's entry (the client may or may not decode replies to str)."""
+    if not fields:
+        raise ValueError("empty stream item")
+    raw = fields.get(b"e", fields.get("e"))
+    if raw is None:
+        raise KeyError("e")
+    return LedgerEntry.from_dict(json.loads(raw))
+
+
 class ValkeyStateStore:
     """Stores each job's JobState as JSON under ``prefix + job_id`` (no TTL).
 
@@ -122,6 +163,8 @@ class ValkeyStateStore:
       touch only the new keys.
     * ``load`` is one round trip (the reads are pipelined), each write one script call
       (EVALSHA) and ``delete`` one round trip.
+    * The run ledger (``RunLedger``): the stream ``{prefix + job_id}:ledger``;
+      ``save_with_ledger`` appends in the write script itself. ``delete`` keeps it.
     * Errors raise :class:`scheduler.StoreError` naming the job id and the key. Connection
       refused/reset/timeouts and the transient replies LOADING, CLUSTERDOWN, MASTERDOWN,
       TRYAGAIN (and READONLY during a failover) are CONNECTION; undecodable JSON, a document
@@ -197,6 +240,9 @@ class ValkeyStateStore:
     def version_key(self, job_id: str) -> str:
         return version_key(self.key(job_id))
 
+    def ledger_key(self, job_id: str) -> str:
+        return ledger_key(self.key(job_id))
+
     def _legacy_key(self, job_id: str) -> str | None:
         return LEGACY_PREFIX + job_id if self.prefix == DEFAULT_PREFIX else None
 
@@ -248,17 +294,86 @@ class ValkeyStateStore:
         except StateDocumentError as exc:
             raise self._error(StoreErrorKind.DATA, op, job_id, key, str(exc)) from exc
 
-    async def _run_write(self, state: JobState, expected: str) -> int:
-        key = self.key(state.job_id)
+    async def _run_write(
+        self, state: JobState, expected: str, entries: Sequence[LedgerEntry] = (), keep: int = 0
+    ) -> int:
+        job_id = state.job_id
+        key = self.key(job_id)
+        keys = [key, self.version_key(job_id)]
         args = [state.to_json(), str(SCHEMA_VERSION), expected]
+        if entries:
+            keys.append(self.ledger_key(job_id))
+            args.append(str(int(keep)))
+            args.extend(_encode(e) for e in entries)
         try:
             async with asyncio.timeout(self._timeout):
-                reply = await self._write(keys=[key, self.version_key(state.job_id)], args=args)
+                reply = await self._write(keys=keys, args=args)
         except Exception as exc:
             if not is_redis_error(exc):
                 raise
-            raise await self._failed(exc, StoreOperation.SAVE, state.job_id, key) from exc
+            raise await self._failed(exc, StoreOperation.SAVE, job_id, key) from exc
+        if isinstance(reply, list):  # saved, but the ledger append failed
+            detail = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
+            raise self._error(StoreErrorKind.DATA, StoreOperation.LEDGER, job_id, self.ledger_key(job_id), detail)
         return int(reply)
+
+    async def save_with_ledger(
+        self,
+        state: JobState,
+        entries: Sequence[LedgerEntry],
+        *,
+        expected_revision: int | None,
+        keep: int,
+    ) -> bool:
+        """Save (conditionally unless ``expected_revision`` is None) and append, in one script.
+
+        Raises ``StoreError`` with operation LEDGER when the state was saved but the entries
+        could not be appended.
+        """
+        expected = "" if expected_revision is None else str(int(expected_revision))
+        return await self._run_write(state, expected, entries, keep) >= 0
+
+    async def append(self, entries: Sequence[LedgerEntry], *, keep: int = DEFAULT_LEDGER_LIMIT) -> None:
+        """Append to each job's stream (one round trip, pipelined)."""
+        if not entries:
+            return
+        first = entries[0].job_id
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for entry in entries:
+                        trim = {"maxlen": keep, "approximate": True} if keep > 0 else {}
+                        pipe.xadd(self.ledger_key(entry.job_id), {"e": _encode(entry)}, **trim)  # type: ignore[arg-type]
+                    await pipe.execute()
+        except Exception as exc:
+            if not is_redis_error(exc):
+                raise
+            raise await self._failed(exc, StoreOperation.LEDGER, first, self.ledger_key(first)) from exc
+
+    async def history(
+        self,
+        job_id: str,
+        *,
+        limit: int = 100,
+        before: datetime | None = None,
+        after: datetime | None = None,
+        fates: Iterable[LedgerFate] | None = None,
+    ) -> list[LedgerEntry]:
+        """Reads the job's whole stream (at most about ``ledger_limit`` items) and filters it."""
+        check_query(limit, before, after)
+        key = self.ledger_key(job_id)
+        try:
+            async with asyncio.timeout(self._timeout):
+                items = await self._client.xrange(key)
+        except Exception as exc:
+            if not is_redis_error(exc):
+                raise
+            raise await self._failed(exc, StoreOperation.LEDGER, job_id, key) from exc
+        try:
+            pairs = [(seq, _decode_entry(fields)) for seq, (_, fields) in enumerate(items or [])]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise self._error(StoreErrorKind.DATA, StoreOperation.LEDGER, job_id, key, f"bad entry: {exc}") from exc
+        return select(pairs, limit=limit, before=before, after=after, fates=fates)
 
     async def save(self, state: JobState) -> None:
         await self._run_write(state, "")

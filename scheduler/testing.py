@@ -13,12 +13,14 @@ import asyncio
 import heapq
 import inspect
 import itertools
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from ._enums import GuardScope, RunStatus
+from ._enums import GuardScope, RunSkipReason, RunStatus, TriggerSource
 from ._guard import ExecutionGuard, ExecutionLease, ExecutionSlot
+from ._ledger import LedgerEntry, LedgerFate, LedgerSavingStore, RunLedger
 from ._state import InFlight, JobState
 from ._store import ConditionalStateStore, CreatingStateStore, StateStore
 from ._time import require_aware
@@ -275,6 +277,10 @@ async def acheck_state_store(factory: Factory[StateStore]) -> None:
             await _check_save_if(store, base)
         if isinstance(store, CreatingStateStore):
             await _check_create(store)
+        if isinstance(store, RunLedger):
+            await _check_ledger(store, base)
+        if isinstance(store, RunLedger) and isinstance(store, LedgerSavingStore):
+            await _check_save_with_ledger(store, base)
     finally:
         await store.aclose()
 
@@ -347,6 +353,104 @@ async def _check_create(store: CreatingStateStore) -> None:
     _check(again == ours and again.revision >= 1, f"create must return the state already stored: {again!r}")
     loaded = await plain.load(job)
     _check(loaded == ours, "create must not replace an existing state")
+    await plain.delete(job)
+
+
+def _entry(job: str, at: datetime, fate: LedgerFate, **fields: object) -> LedgerEntry:
+    if fate in (LedgerFate.SKIPPED, LedgerFate.MISSED) and "reason" not in fields:
+        fields["reason"] = RunSkipReason.OVERLAP
+    return LedgerEntry(job_id=job, scheduled_at=at, fate=fate, instance="contract:1", **fields)  # type: ignore[arg-type]
+
+
+async def _check_ledger(ledger: RunLedger, base: datetime) -> None:
+    # Fresh ids each time: a ledger outlives ``delete`` of the job's state.
+    job, other = f"contract-ledger-{uuid.uuid4().hex[:8]}", f"contract-ledger-other-{uuid.uuid4().hex[:8]}"
+    minute = timedelta(minutes=1)
+    full = _entry(
+        job,
+        base,
+        LedgerFate.FAILED,
+        source=TriggerSource.MANUAL,
+        catch_up=True,
+        started_at=base + timedelta(seconds=1),
+        finished_at=base + timedelta(seconds=3),
+        attempts=2,
+        error="CommandFailed: exit code 3",
+        exit_code=3,
+        fencing_token=42,
+    )
+    singles = [
+        full,
+        _entry(job, base + minute, LedgerFate.SUCCESS, attempts=1),
+        _entry(job, base + 2 * minute, LedgerFate.SKIPPED, reason=RunSkipReason.OUTSIDE_TIME_WINDOW),
+        _entry(job, base + 3 * minute, LedgerFate.INTERRUPTED),
+    ]
+    span = _entry(
+        job,
+        base + 10 * minute,
+        LedgerFate.MISSED,
+        reason=RunSkipReason.MISSED,
+        count=11,
+        last_scheduled_at=base + 20 * minute,
+    )
+    # Appended out of scheduled order: history orders by scheduled_at, not by append.
+    await ledger.append([singles[1], singles[0], span])
+    await ledger.append(singles[2:])
+    await ledger.append([_entry(other, base, LedgerFate.SUCCESS)])
+    newest = await ledger.history(job)
+    _check(newest == [span, *reversed(singles)], f"history must list every entry newest first: {newest!r}")
+    _check(newest[-1] == full, f"an entry must round-trip with every field: {newest[-1]!r} != {full!r}")
+    _check(await ledger.history(job, limit=2) == [span, singles[3]], "history must honour limit")
+    _check(await ledger.history(job, limit=0) == [], "limit=0 returns nothing")
+    before = await ledger.history(job, before=base + minute)
+    _check(before == [singles[1], singles[0]], f"before is an inclusive bound on scheduled_at: {before!r}")
+    _check(await ledger.history(job, after=base + 15 * minute) == [span], "a range matches when its end is after")
+    inside = await ledger.history(job, before=base + 12 * minute, after=base + 12 * minute)
+    _check(inside == [span], f"an instant inside a range finds the range: {inside!r}")
+    skipped = await ledger.history(job, fates=[LedgerFate.SKIPPED, LedgerFate.MISSED])
+    _check(skipped == [span, singles[2]], f"fates must filter: {skipped!r}")
+    _check(len(await ledger.history(other)) == 1, "a job's history must not include another job's")
+    tie_a = _entry(job, base + 30 * minute, LedgerFate.SKIPPED, reason=RunSkipReason.OVERLAP)
+    tie_b = _entry(job, base + 30 * minute, LedgerFate.SUCCESS, attempts=1)
+    await ledger.append([tie_a])
+    await ledger.append([tie_b])
+    tied = await ledger.history(job, limit=2)
+    _check(tied == [tie_b, tie_a], f"among equal scheduled_at the later appended comes first: {tied!r}")
+    # Retention: the newest ``keep`` always remain; older ones go (a store may trim roughly).
+    trimmed = f"contract-ledger-trim-{uuid.uuid4().hex[:8]}"
+    many = [_entry(trimmed, base + i * minute, LedgerFate.SUCCESS, attempts=1) for i in range(300)]
+    for start in range(0, 300, 50):
+        await ledger.append(many[start : start + 50], keep=10)
+    kept = await ledger.history(trimmed, limit=1000)
+    _check(kept[:10] == list(reversed(many[-10:])), "retention must keep the newest entries")
+    _check(len(kept) < 300, f"retention must trim old entries (kept {len(kept)} of 300 with keep=10)")
+
+
+async def _check_save_with_ledger(store: RunLedger, base: datetime) -> None:
+    saving: LedgerSavingStore = store  # type: ignore[assignment]
+    plain: StateStore = store  # type: ignore[assignment]
+    job = f"contract-ledger-save-{uuid.uuid4().hex[:8]}"
+    state = JobState(job_id=job, trigger_count=1, next_run_at=base)
+    entry = _entry(job, base, LedgerFate.SUCCESS, attempts=1)
+    _check(
+        await saving.save_with_ledger(state, [entry], expected_revision=None, keep=100) is True,
+        "an unconditional save_with_ledger must save",
+    )
+    _check(_same(await plain.load(job), state), "save_with_ledger must store the state")
+    _check(await store.history(job) == [entry], "save_with_ledger must append the entries")
+    if isinstance(store, ConditionalStateStore):
+        stale = _entry(job, base + timedelta(minutes=1), LedgerFate.SUCCESS, attempts=1)
+        newer = state.model_copy(update={"trigger_count": 2})
+        saved = await saving.save_with_ledger(newer, [stale], expected_revision=7, keep=100)
+        _check(saved is False, "save_with_ledger with a stale revision must fail")
+        _check(await store.history(job) == [entry], "a failed conditional save must append nothing")
+        loaded = await plain.load(job)
+        assert loaded is not None
+        _check(
+            await saving.save_with_ledger(newer, [stale], expected_revision=loaded.revision, keep=100) is True,
+            "save_with_ledger with the stored revision must save",
+        )
+        _check(await store.history(job) == [stale, entry], "a conditional save must append its entries")
     await plain.delete(job)
 
 

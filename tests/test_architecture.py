@@ -34,6 +34,8 @@ LAYERS: dict[str, set[str]] = {
         "events",
         "_duration",
         "_jitter",
+        "_ledger",
+        "_spec",
     },
     "clock": {"_clock"},
     "backends": {"_store", "_guard", "_sqlite", "_valkey_common", "_valkey_store", "_valkey_guard", "_resilient"},
