@@ -58,6 +58,7 @@ def build_job(args: argparse.Namespace, command: list[str]) -> tuple[Job, Schedu
         lease_lost_policy=args.on_lease_lost,
         guard_error_policy=args.on_guard_error,
         resume_interrupted=args.resume_interrupted,
+        ledger_limit=args.ledger_limit,
     )
     schedule: Schedule
     if args.every is not None:
