@@ -113,9 +113,11 @@ def neighbours(
 
 
 def _tolerance(at: datetime) -> timedelta:
-    """An instant given to the microsecond matches exactly; one given to the second matches
-    what happened within that second."""
-    return timedelta(microseconds=1) if at.microsecond else TOLERANCE
+    """A time matches what happened within its last given digit: ``03:00`` the whole second,
+    ``03:00:00.250`` that millisecond, a time to the microsecond exactly."""
+    if at.microsecond == 0:
+        return TOLERANCE
+    return timedelta(milliseconds=1) if at.microsecond % 1000 == 0 else timedelta(microseconds=1)
 
 
 def _instant(text: str) -> datetime:
