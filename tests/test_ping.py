@@ -159,7 +159,7 @@ async def test_a_dead_ping_url_delays_no_run(kind: str, caplog: pytest.LogCaptur
             server.close()
     lateness = [(e.at - e.scheduled_at).total_seconds() for e in recorder.of_type(RunStarted)]
     assert len(lateness) == 6
-    assert max(lateness) < 0.04, lateness
+    assert max(lateness) < 0.1, lateness  # a blocking ping would cost its 2 s timeout
     assert "secret" not in caplog.text
 
 
