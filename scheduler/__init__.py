@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from ._job import Job, RetryPolicy, RunContext, Task, TaskContext
     from ._ledger import LedgerEntry, LedgerFate, RunLedger
     from ._observers import LogObserver, NoopObserver, SchedulerObserver
+    from ._ping import HttpPingObserver
     from ._resilient import ResilientStateStore
     from ._runner import Scheduler, SchedulerHandle
     from ._schedules import AtTimes, Interval, Schedule
@@ -98,6 +99,7 @@ _SOURCES: dict[str, str] = {
     "SchedulerEvent": ".events",
     "LogObserver": "._observers",
     "NoopObserver": "._observers",
+    "HttpPingObserver": "._ping",
     "SchedulerError": "._errors",
     "InvalidJobError": "._errors",
     "InvalidJobKind": "._errors",
@@ -121,6 +123,7 @@ __all__ = [
     "ExecutionSlot",
     "GuardErrorPolicy",
     "GuardScope",
+    "HttpPingObserver",
     "InMemoryStateStore",
     "Interval",
     "InvalidJobError",

@@ -1,7 +1,8 @@
-"""The ``scheduler`` command: ``run``, ``check``, ``next``, ``status`` and ``reset`` (see docs/cli.md).
+"""The ``scheduler`` command: ``run``, ``check``, ``next``, ``status``, ``history``, ``explain`` and
+``reset`` (see docs/cli.md).
 
 Exit status: 0 done (terminal, graceful stop, reset), 1 fatal error (store/guard unreachable,
-lost lease, unknown job in ``status``), 2 bad usage (always ONE line on stderr),
+lost lease, unknown job in ``status``/``history``/``explain``), 2 bad usage (always ONE line on stderr),
 128+signal when a second SIGINT/SIGTERM/SIGHUP cancelled the run (130, 143, 129).
 """
 
@@ -32,7 +33,6 @@ from ._cron import Cron
 from ._duration import parse_duration
 from ._errors import InvalidJobError, SchedulerError, StoreError
 from ._job import check_job_id
-from ._state import JobState
 from ._time import MAX_DURATION, to_zone
 
 
@@ -104,6 +104,8 @@ def _count(limit: int) -> Callable[[str], int]:
 MAX_COUNT = 2**53
 #: Most occurrences ``scheduler next`` lists.
 MAX_PREVIEW_LINES = 1000
+#: Most entries ``scheduler history`` lists.
+MAX_HISTORY_LINES = 100_000
 LOG_LEVELS = ("debug", "info", "warning", "error")
 RUN_USAGE = "scheduler %(cmd)s [options] (--every DURATION | --cron EXPR | --at ISO [ISO ...]) -- COMMAND [ARGS...]"
 
@@ -165,6 +167,8 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
     where.add_argument(
         "--lease-ttl", type=_positive_duration, metavar="DURATION", help="guard lease TTL (default: 30s)"
     )
+    where.add_argument("--ledger-limit", type=_count(10**9), default=1000, metavar="N",
+                       help="ledger entries kept per job, 0: no ledger (default: 1000)")  # fmt: skip
     where.add_argument("--startup-timeout", type=_duration_arg, default=timedelta(seconds=30), metavar="DURATION",
                        help="wait this long for an unreachable store or guard at start (default: 30s)")  # fmt: skip
     out = run.add_argument_group("output")
@@ -172,7 +176,14 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
                      help="log lines as text or one JSON object each (default: text)")  # fmt: skip
     out.add_argument("--log-level", type=_choice(LOG_LEVELS), default="info", metavar=_choices(LOG_LEVELS),
                      help="debug adds tracebacks (default: info)")  # fmt: skip
-    out.add_argument("--metrics-port", metavar="[HOST:]PORT", help="serve Prometheus metrics (host 127.0.0.1)")
+    out.add_argument("--metrics-port", metavar="[HOST:]PORT",
+                     help="serve /metrics, /healthz and /readyz (host 127.0.0.1)")  # fmt: skip
+    out.add_argument("--health-lag", type=_positive_duration, metavar="DURATION",
+                     help="/healthz fails once the event loop is this late (default: 5s)")  # fmt: skip
+    ping = out.add_mutually_exclusive_group()
+    ping.add_argument("--ping-url", metavar="URL",
+                      help="ping URL/start, URL, URL/fail (healthchecks.io style) per run (default: none)")  # fmt: skip
+    ping.add_argument("--ping-url-file", metavar="FILE", help="read the --ping-url URL from FILE")
     out.add_argument("--report", metavar="FILE", help="write the final report as JSON")
 
 
@@ -182,7 +193,7 @@ def _state_options(cmd: argparse.ArgumentParser) -> None:
     state.add_argument("--state-file", metavar="FILE", help="read the --state URL from FILE")
 
 
-COMMANDS = ("run", "check", "next", "status", "reset")
+COMMANDS = ("run", "check", "next", "status", "history", "explain", "reset")
 
 
 def version() -> str:
@@ -219,8 +230,27 @@ def build_parser() -> _Parser:
         cmd.add_argument("--job-id", required=True, type=_job_id_arg, metavar="ID", help="the job (required)")
         _state_options(cmd)
         if name == "status":
-            cmd.add_argument("--timezone", metavar="TZ", help="zone for local times (default: the system's)")
+            cmd.add_argument("--timezone", metavar="TZ", help="zone for local times (default: the job's)")
             cmd.add_argument("--json", action="store_true", help="print the JobState as JSON")
+    from ._cli_ledger import fate_choice
+
+    text = "list what happened to each occurrence, newest first"
+    hist = sub.add_parser("history", help=text, description=text)
+    hist.add_argument("--job-id", required=True, type=_job_id_arg, metavar="ID", help="the job (required)")
+    hist.add_argument("-n", type=_count(MAX_HISTORY_LINES), default=20, metavar="N",
+                      help=f"how many entries, at most {MAX_HISTORY_LINES} (default: 20)")  # fmt: skip
+    hist.add_argument("--since", metavar="ISO", help="only occurrences at or after this time")
+    fates = "success, failed, timed_out, cancelled, skipped, missed, interrupted"
+    hist.add_argument("--fate", type=fate_choice, metavar="FATE", help=f"only this fate: {fates}")
+    hist.add_argument("--timezone", metavar="TZ", help="zone for local times and --since (default: the job's)")
+    hist.add_argument("--json", action="store_true", help="print the entries as a JSON array")
+    _state_options(hist)
+    text = "say in plain words what happened to the occurrence at a given time"
+    expl = sub.add_parser("explain", help=text, description=text)
+    expl.add_argument("--job-id", required=True, type=_job_id_arg, metavar="ID", help="the job (required)")
+    expl.add_argument("--at", required=True, metavar="TIME", help="ISO 8601, with an offset or local in --timezone")
+    expl.add_argument("--timezone", metavar="TZ", help="zone of a TIME without offset (default: the job's)")
+    _state_options(expl)
     return parser
 
 
@@ -237,43 +267,29 @@ def cmd_next(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _describe(state: JobState, zone: str | None) -> list[str]:
-    outcome = state.last_status.value if state.last_status else "-"
-    if state.last_error:
-        outcome += f" ({state.last_error})"
-    rows = [
-        ("job", state.job_id),
-        (
-            "next run",
-            fmt_local(state.next_run_at, zone) if state.next_run_at else "none (terminal)",
-        ),
-        ("runs so far", str(state.trigger_count)),
-        ("last run", fmt_local(state.last_run_at, zone)),
-        ("last success", fmt_local(state.last_success_at, zone)),
-        ("last outcome", outcome),
-        ("consecutive failures", str(state.consecutive_failures)),
-    ]
-    return [f"{key + ':':<22}{value}" for key, value in rows]
-
-
-async def _status_or_reset(args: argparse.Namespace, url: str) -> int:
+async def _reset(args: argparse.Namespace, url: str) -> int:
     store = open_store(url)
     try:
         state = await store.load(args.job_id)
-        if args.command == "reset":
-            if state is None:
-                print(f"no state stored for job {args.job_id!r} in {redact(url)}: nothing to reset")
-                return EXIT_OK
-            await store.delete(args.job_id)
-            print(f"deleted the state of job {args.job_id!r} from {redact(url)}")
+        if state is None:
+            print(f"no state stored for job {args.job_id!r} in {redact(url)}: nothing to reset")
             return EXIT_OK
+        await store.delete(args.job_id)
+        print(f"deleted the state of job {args.job_id!r} from {redact(url)}")
+        return EXIT_OK
     finally:
         await store.aclose()
-    if state is None:
-        say_error(f"no state stored for job {args.job_id!r} in {redact(url)}")
-        return EXIT_ERROR
-    print(state.model_dump_json(indent=2) if args.json else "\n".join(_describe(state, args.timezone)))
-    return EXIT_OK
+
+
+async def _read_command(args: argparse.Namespace, url: str) -> int:
+    from ._cli_ledger import cmd_explain, cmd_history, cmd_status
+
+    if args.command == "reset":
+        return await _reset(args, url)
+    if args.timezone:
+        to_zone(args.timezone)  # an unknown zone is a usage error before the store is opened
+    command = {"status": cmd_status, "history": cmd_history, "explain": cmd_explain}[args.command]
+    return await command(args, url)
 
 
 def _dispatch(args: argparse.Namespace, command: list[str] | None) -> int:
@@ -285,8 +301,13 @@ def _dispatch(args: argparse.Namespace, command: list[str] | None) -> int:
 
         return run_command(args, command or [])
     url = args.state or default_state_url()
+    from ._cli_ledger import UnknownJob
+
     try:
-        return asyncio.run(_status_or_reset(args, url))
+        return asyncio.run(_read_command(args, url))
+    except UnknownJob as exc:
+        say_error(str(exc))
+        return EXIT_ERROR
     except (StoreError, ImportError) as exc:
         say_error(scrub(str(exc), url))
         return EXIT_ERROR

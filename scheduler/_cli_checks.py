@@ -137,7 +137,7 @@ def print_next(job: Job, config: SchedulerConfig, state: JobState | None, count:
         print(f"stored state: terminal after {state.trigger_count} runs (nothing left to run; reset to start over)")
         return
     if state is not None and state.next_run_at is not None:
-        print(f"stored state: {state.trigger_count} runs so far")
+        print(f"stored state: {state.trigger_count} occurrences consumed, {state.runs_started} runs started")
         first = state.next_run_at
         instants = [first, *job.schedule.preview(count - 1, after=first, timezone=zone)]
     else:

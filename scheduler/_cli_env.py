@@ -4,7 +4,8 @@ Rules: a flag on the command line wins over its variable; giving any of ``--ever
 ``--cron``, ``--at`` on the command line ignores all three variables, and two of them set in
 the environment is a usage error; booleans accept 1/0/true/false (also yes/no, on/off);
 ``SCHEDULER_AT`` holds space-separated instants; the command itself never comes from the
-environment. ``SCHEDULER_STATE_FILE`` / ``SCHEDULER_GUARD_FILE`` name a file holding the URL,
+environment. ``SCHEDULER_STATE_FILE`` / ``SCHEDULER_GUARD_FILE`` / ``SCHEDULER_PING_URL_FILE``
+name a file holding the URL,
 so that a password is in neither argv nor the environment.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 SCHEDULE_FLAGS = ("--every", "--cron", "--at")
 #: Pairs of flags that say the same thing two ways (a URL, or a file holding it).
-URL_FLAGS = {"--state": "--state-file", "--guard": "--guard-file"}
+URL_FLAGS = {"--state": "--state-file", "--guard": "--guard-file", "--ping-url": "--ping-url-file"}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 #: Flags that have no variable (help, version) or must come from argv only.
 _NO_VARIABLE = {"--help", "--version"}
@@ -95,7 +96,7 @@ def read_url_file(path: str, flag: str) -> str:
 
 
 def resolve_url_files(args: argparse.Namespace) -> None:
-    """Replace ``--state-file`` / ``--guard-file`` by the URL they hold (in place)."""
+    """Replace each ``--*-file`` flag by the URL its file holds (in place)."""
     for url_flag, file_flag in URL_FLAGS.items():
         url_attr, file_attr = url_flag[2:].replace("-", "_"), file_flag[2:].replace("-", "_")
         path = getattr(args, file_attr, None)

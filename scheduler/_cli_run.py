@@ -59,6 +59,7 @@ def build_job(args: argparse.Namespace, command: list[str]) -> tuple[Job, Schedu
         lease_lost_policy=args.on_lease_lost,
         guard_error_policy=args.on_guard_error,
         resume_interrupted=args.resume_interrupted,
+        ledger_limit=args.ledger_limit,
     )
     schedule: Schedule
     if args.every is not None:
@@ -121,31 +122,35 @@ def _metrics_address(spec: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port_text)
 
 
-def _start_metrics(spec: str, observers: list[Any], job: Job, config: SchedulerConfig) -> Callable[[], None]:
+def _start_metrics(
+    args: argparse.Namespace, observers: list[Any], job: Job, config: SchedulerConfig, backends: tuple[Any, ...]
+) -> Callable[[], None]:
+    """Serve /metrics, /healthz and /readyz; returns the function that stops the server."""
+    spec, state = args.metrics_port, backends[2]
     host, port = _metrics_address(spec)
-    from prometheus_client import start_http_server  # ImportError -> "missing optional dependency"
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest  # ImportError: missing extra
 
+    from ._health import HealthServer, Readiness, Watchdog, valkey_clients
     from .prometheus import PrometheusObserver
 
     observer = PrometheusObserver()
+    if state is not None:
+        observer.seed(state)
+    readiness = Readiness()
+    lag = args.health_lag.total_seconds() if args.health_lag else None
+    watchdog = Watchdog() if lag is None else Watchdog(lag)
     try:
-        server, thread = start_http_server(port, addr=host)
+        server = HealthServer(host, port, readiness, watchdog, lambda: (generate_latest(REGISTRY), CONTENT_TYPE_LATEST))
     except OSError as exc:
         raise StartupFailed(
             EXIT_ERROR, f"cannot serve metrics on {spec}: {exc.strerror if exc.strerror else exc}"
         ) from exc
-    bound_host, bound_port = server.server_address[:2]
-    host_text = bound_host.decode() if isinstance(bound_host, bytes) else str(bound_host)
-    url = f"http://{host_text}:{bound_port}/metrics"
-    say(logging.INFO, "metrics_listening", f"serving metrics metrics_url={url}", url=url)
-    observers += [observer, _next_run_tracker(job, config, observer.set_next_run)]
-
-    def stop() -> None:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-    return stop
+    server.start(valkey_clients(backends[0], backends[1]))
+    bound_host, bound_port = server.address
+    url = f"http://{bound_host}:{bound_port}/metrics"
+    say(logging.INFO, "metrics_listening", f"serving metrics metrics_url={url} (and /healthz, /readyz)", url=url)
+    observers += [observer, readiness, _next_run_tracker(job, config, observer.set_next_run)]
+    return server.stop
 
 
 def write_report(path: str, report: SchedulerReport) -> None:
@@ -230,15 +235,23 @@ async def _check(args: argparse.Namespace, job: Job, config: SchedulerConfig) ->
 
 async def _run(args: argparse.Namespace, command: list[str], job: Job, config: SchedulerConfig) -> int:
     state_url = args.state or default_state_url()
-    store, guard, _ = await _open(args, job, check_only=False)
+    store, guard, state = await _open(args, job, check_only=False)
     from ._runner import Scheduler
 
     observers: list[Any] = [JsonLinesObserver() if args.log_format == "json" else LogObserver()]
     stop_metrics = None
+    ping = None
     try:
         if args.metrics_port:
-            stop_metrics = _start_metrics(args.metrics_port, observers, job, config)
+            stop_metrics = _start_metrics(args, observers, job, config, (store, guard, state))
+        if args.ping_url:
+            from ._ping import HttpPingObserver
+
+            ping = HttpPingObserver(args.ping_url)
+            observers.append(ping)
     except BaseException:
+        if stop_metrics is not None:
+            stop_metrics()
         await _close(store, guard)
         raise
     scheduler = Scheduler(config, store, observer=observers, guard=guard)
@@ -258,6 +271,8 @@ async def _run(args: argparse.Namespace, command: list[str], job: Job, config: S
         await _close(store, guard)
         if stop_metrics is not None:
             stop_metrics()
+        if ping is not None:
+            await asyncio.to_thread(ping.close)  # bounded: at most a few seconds
     if args.report:
         try:
             write_report(args.report, report)
@@ -307,6 +322,10 @@ def run_command(args: argparse.Namespace, command: list[str]) -> int:
     if status is not None:
         return status
     job, config, notes = build_job(args, command)
+    if args.ping_url:
+        from ._ping import HttpPingObserver
+
+        HttpPingObserver(args.ping_url)  # a bad URL is a usage error, found now
     try:
         check_command(command)
         if args.report:

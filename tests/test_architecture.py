@@ -36,6 +36,7 @@ LAYERS: dict[str, set[str]] = {
         "_jitter",
         "_ledger",
         "_spec",
+        "_explain",
     },
     "clock": {"_clock"},
     "backends": {
@@ -49,7 +50,7 @@ LAYERS: dict[str, set[str]] = {
         "_valkey_combined",
         "_resilient",
     },
-    "observe": {"_observers", "prometheus"},
+    "observe": {"_observers", "_ping", "prometheus"},
     "runner": {
         "_runner",
         "_session",
@@ -63,7 +64,18 @@ LAYERS: dict[str, set[str]] = {
         "_threads",
         "_sync",
     },
-    "face": {"_cli", "_cli_common", "_cli_run", "_command", "_cli_env", "_cli_log", "_cli_checks", "__main__"},
+    "face": {
+        "_cli",
+        "_cli_common",
+        "_cli_run",
+        "_command",
+        "_cli_env",
+        "_cli_log",
+        "_cli_checks",
+        "_health",
+        "_cli_ledger",
+        "__main__",
+    },
     "testing": {"testing"},
 }
 #: The runner sees backends only through their protocols.

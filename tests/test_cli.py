@@ -135,7 +135,8 @@ def test_every_with_max_runs_on_the_default_store(env: dict[str, str], tmp_path:
 
     status = cli(env, "status", "--job-id", "demo", "--timezone", "Europe/Paris")
     assert status.returncode == 0
-    assert "runs so far:          3" in status.stdout
+    assert "occurrences consumed: 3" in status.stdout
+    assert "runs started:         3" in status.stdout
     assert "none (terminal)" in status.stdout
     assert "last outcome:         success" in status.stdout
     assert "consecutive failures: 0" in status.stdout

@@ -158,3 +158,36 @@ async def test_counts_from_a_real_scheduler_run() -> None:
     assert value(registry, "scheduler_run_duration_seconds_count", job_id="metered") == 4
     assert value(registry, "scheduler_trigger_lateness_seconds_count", job_id="metered") == 4
     assert value(registry, "scheduler_running", job_id="metered") == 0
+
+
+def test_dead_mans_switch_gauges_conflicts_and_degraded_time() -> None:
+    """Last success/run and consecutive failures follow runs (seeded from the state); conflicts,
+    store errors (a ledger write among them), degraded time and guard errors are counted."""
+    from scheduler import JobState
+    from scheduler.events import ExecutionGuardRenewFailed, StateConflict
+
+    registry = CollectorRegistry()
+    obs = PrometheusObserver(registry)
+    obs.seed(JobState(job_id="j", last_success_at=T0, last_run_at=T0, consecutive_failures=2))
+    assert value(registry, "scheduler_last_success_timestamp_seconds", job_id="j") == T0.timestamp()
+    assert value(registry, "scheduler_consecutive_failures", job_id="j") == 2
+    at = T0 + timedelta(hours=1)
+    run = {"job_id": "j", "scheduled_at": at, "catch_up": False, "trigger_count": 3}
+    obs.on_event(RunStarted(at=at, attempt=1, **run))
+    assert value(registry, "scheduler_last_run_timestamp_seconds", job_id="j") == at.timestamp()
+    obs.on_event(RunCompleted(at=at, status=RunStatus.TIMED_OUT, error="t", attempts=1, **run))
+    assert value(registry, "scheduler_consecutive_failures", job_id="j") == 3
+    done = at + timedelta(seconds=5)
+    obs.on_event(RunCompleted(at=done, status=RunStatus.SUCCESS, error=None, attempts=1, **run))
+    assert value(registry, "scheduler_consecutive_failures", job_id="j") == 0
+    assert value(registry, "scheduler_last_success_timestamp_seconds", job_id="j") == done.timestamp()
+    obs.on_event(StateConflict(job_id="j", at=at, during="consume", trigger_count=4, next_run_at=None))
+    assert value(registry, "scheduler_state_conflicts_total", job_id="j", during="consume") == 1
+    obs.on_event(StoreDegraded(job_id="j", at=at, operation=StoreOperation.SAVE, error="down"))
+    obs.on_event(StoreRecovered(job_id="j", at=at + timedelta(seconds=30), written_back=1))
+    assert value(registry, "scheduler_store_degraded_seconds_total", job_id="j") == 30
+    assert value(registry, "scheduler_store_errors_total", job_id="j", operation="save") == 1
+    guard = {"job_id": "j", "at": at, "resource_id": "j", "scope": "occurrence", "scheduled_at": at}
+    obs.on_event(ExecutionGuardRenewFailed(error="renew timed out after 1s", **guard))  # type: ignore[arg-type]
+    assert value(registry, "scheduler_guard_errors_total", job_id="j", call="renew") == 1
+    assert value(registry, "scheduler_guard_timeouts_total", job_id="j") == 1

@@ -56,6 +56,7 @@ EXPECTED = sorted(
         "SchedulerEvent",
         "LogObserver",
         "NoopObserver",
+        "HttpPingObserver",
         "SchedulerError",
         "InvalidJobError",
         "InvalidJobKind",
