@@ -126,11 +126,17 @@ class LedgerEntry:
     @classmethod
     def trusted(cls, **fields: Any) -> LedgerEntry:
         """Built from the scheduler's own, already valid values: no checks (several per run)."""
-        new = object.__new__(cls)
-        for name, default in _DEFAULTS.items():
-            object.__setattr__(new, name, fields.get(name, default))
         if fields.get("last_scheduled_at") is None:
-            object.__setattr__(new, "last_scheduled_at", fields["scheduled_at"])
+            fields["last_scheduled_at"] = fields["scheduled_at"]
+        return cls.trusted_values(*[fields.get(name, default) for name, default in _DEFAULTS.items()])
+
+    @classmethod
+    def trusted_values(cls, *values: Any) -> LedgerEntry:
+        """Like ``trusted``, from every field's value in declaration order (one per run: the
+        slots are filled through their descriptors, without a by-name lookup each)."""
+        new = _new_object(cls)
+        for setter, value in zip(_SLOT_SETTERS, values, strict=True):
+            setter(new, value)
         return new
 
     @property
@@ -214,6 +220,11 @@ _DEFAULTS: dict[str, Any] = {
     "fencing_token": None,
     "instance": "",
 }
+
+
+_new_object = object.__new__
+_SLOT_SETTERS = tuple(LedgerEntry.__dict__[name].__set__ for name in _DEFAULTS)
+assert tuple(_DEFAULTS) == LedgerEntry.__slots__, "_DEFAULTS lists every field in declaration order"
 
 
 @runtime_checkable
