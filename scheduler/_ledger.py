@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._enums import RunSkipReason, RunStatus, TriggerSource
+from ._slots import slot_filler
 from ._time import format_utc
 
 if TYPE_CHECKING:
@@ -132,12 +133,8 @@ class LedgerEntry:
 
     @classmethod
     def trusted_values(cls, *values: Any) -> LedgerEntry:
-        """Like ``trusted``, from every field's value in declaration order (one per run: the
-        slots are filled through their descriptors, without a by-name lookup each)."""
-        new = _new_object(cls)
-        for setter, value in zip(_SLOT_SETTERS, values, strict=True):
-            setter(new, value)
-        return new
+        """Like ``trusted``, from every field's value in declaration order (one per run)."""
+        return _build_entry(*values)
 
     @property
     def duration_seconds(self) -> float | None:
@@ -222,8 +219,7 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
-_new_object = object.__new__
-_SLOT_SETTERS = tuple(LedgerEntry.__dict__[name].__set__ for name in _DEFAULTS)
+_build_entry = slot_filler(LedgerEntry)
 assert tuple(_DEFAULTS) == LedgerEntry.__slots__, "_DEFAULTS lists every field in declaration order"
 
 

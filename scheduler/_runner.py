@@ -223,6 +223,9 @@ class _Loop:
 
     # -- waking and control ----------------------------------------------------------------
 
+    def on_run_done(self, _task: asyncio.Task[Outcome]) -> None:
+        self.wake()
+
     def wake(self) -> None:
         self._woken = True
         if self._wakeup is not None and not self._wakeup.done():
@@ -666,9 +669,9 @@ class _Loop:
             rng=self.rng,
             release_deferred=self.combined and lease is not None,
         )
-        task = asyncio.get_running_loop().create_task(execution.run())
+        task = asyncio.get_running_loop().create_task(execution.run_plain() if execution.plain else execution.run())
         execution.task = task
-        task.add_done_callback(lambda _: self.wake())
+        task.add_done_callback(self.on_run_done)
         self.s.active[task] = execution
         return Dispatched.STARTED
 
