@@ -49,6 +49,9 @@ class Persistence:
         self.conditional = self._conditional_store is not None
         # The in-memory store cannot hang: skip the timer on the hot path.
         self._timeout = None if isinstance(store, InMemoryStateStore) else call_timeout.total_seconds()
+        # Exactly the in-memory store (a subclass may override its coroutines): its saves are
+        # called directly, as the coroutines would only wrap them.
+        self._memory = store if type(store) is InMemoryStateStore else None
         #: The store's ledger, or None (no ledger capability, or ``ledger_keep`` 0).
         self.ledger: RunLedger | None = store if ledger_keep > 0 and isinstance(store, RunLedger) else None
         self._saver = store if self.ledger is not None and isinstance(store, LedgerSavingStore) else None
@@ -78,6 +81,14 @@ class Persistence:
         saved in between: the caller must re-read and decide again. ``entries`` are written
         to the ledger only if the state is saved (with it, when the store can).
         """
+        memory = self._memory
+        if memory is not None:
+            expected = state.revision
+            if entries and self.ledger is not None:
+                saved = memory.save_if_with_ledger_now(state, entries, expected, self._keep)
+            else:
+                saved = memory.save_if_now(state, expected)
+            return state.with_revision(expected + 1) if saved else None
         if entries and self.ledger is not None:
             if self._saver is not None:
                 return await self._commit_with_ledger(state, entries)

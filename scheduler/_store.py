@@ -167,6 +167,10 @@ class InMemoryStateStore:
         self._revisions[job_id] = self._revisions.get(job_id, 0) + 1
 
     async def save_if(self, state: JobState, expected_revision: int) -> bool:
+        return self.save_if_now(state, expected_revision)
+
+    def save_if_now(self, state: JobState, expected_revision: int) -> bool:
+        """``save_if`` without a coroutine: the run loop calls it directly (it never waits)."""
         job_id = state.job_id
         if self._revisions.get(job_id, 0) != expected_revision:
             return False
@@ -187,6 +191,10 @@ class InMemoryStateStore:
         self._revisions.pop(job_id, None)
 
     async def append(self, entries: Sequence[LedgerEntry], *, keep: int = DEFAULT_LEDGER_LIMIT) -> None:
+        self.append_now(entries, keep)
+
+    def append_now(self, entries: Sequence[LedgerEntry], keep: int) -> None:
+        """``append`` without a coroutine."""
         ledger = self._ledger
         for entry in entries:
             self._appended += 1
@@ -221,9 +229,17 @@ class InMemoryStateStore:
     ) -> bool:
         if expected_revision is None:
             await self.save(state)
-        elif not await self.save_if(state, expected_revision):
+            self.append_now(entries, keep)
+            return True
+        return self.save_if_with_ledger_now(state, entries, expected_revision, keep)
+
+    def save_if_with_ledger_now(
+        self, state: JobState, entries: Sequence[LedgerEntry], expected_revision: int, keep: int
+    ) -> bool:
+        """The conditional ``save_with_ledger`` without a coroutine."""
+        if not self.save_if_now(state, expected_revision):
             return False
-        await self.append(entries, keep=keep)
+        self.append_now(entries, keep)
         return True
 
     async def aclose(self) -> None:
