@@ -28,7 +28,9 @@ REDACTED = "***"
 
 
 def normalize_url(url: str | None) -> str:
-    """The URL redis-py understands; raises InvalidJobError (OTHER) for an unknown scheme."""
+    """The URL redis-py understands; InvalidJobError (OTHER) for an unknown scheme or a URL
+    that does not parse: bad host or port, or a database path that is not a number (``/`` or
+    no path means database 0). The message never shows credentials."""
     text = DEFAULT_URL if url is None else url.strip()
     scheme, sep, rest = text.partition("://")
     target = _SCHEMES.get(scheme.lower()) if sep else None
@@ -37,7 +39,42 @@ def normalize_url(url: str | None) -> str:
             InvalidJobKind.OTHER,
             f"unsupported Valkey URL {redact_url(text)!r}: use redis://, rediss://, valkey:// or valkeys://",
         )
-    return f"{target}://{rest}"
+    normalized = f"{target}://{rest}"
+    if target != "unix":
+        _check_parts(normalized, text)
+    return normalized
+
+
+def _check_parts(url: str, original: str) -> None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # parses (and range-checks) the port
+    except ValueError as exc:
+        problem = "bad port" if "port" in str(exc).lower() else "malformed host"
+        raise InvalidJobError(
+            InvalidJobKind.OTHER, f"invalid Valkey URL {redact_url_text(original)!r}: {problem}"
+        ) from None
+    if not parts.hostname:
+        raise InvalidJobError(InvalidJobKind.OTHER, f"invalid Valkey URL {redact_url_text(original)!r}: no host")
+    if port == 0:
+        raise InvalidJobError(InvalidJobKind.OTHER, f"invalid Valkey URL {redact_url_text(original)!r}: port 0")
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        raise InvalidJobError(
+            InvalidJobKind.OTHER,
+            f"invalid Valkey URL {redact_url_text(original)!r}: database {database!r} is not a number "
+            "(use /0, /1, ...)",
+        )
+
+
+def redact_url_text(url: str) -> str:
+    """Like :func:`redact_url`, but also for text that does not parse as a URL at all."""
+    redacted = redact_url(url)
+    if redacted != REDACTED:
+        return redacted
+    scheme, sep, rest = url.partition("://")
+    host = rest.rpartition("@")[2] if "@" in rest else rest
+    return f"{scheme}{sep}{REDACTED + '@' if '@' in rest else ''}{host}"
 
 
 def redact_url(url: str) -> str:

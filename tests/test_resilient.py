@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -48,9 +49,25 @@ class FlakyStore(InMemoryStateStore):
         self._check(StoreOperation.SAVE, state.job_id)
         await super().save(state)
 
+    async def save_if(self, state: JobState, expected_revision: int) -> bool:
+        self._check(StoreOperation.SAVE, state.job_id)
+        return await super().save_if(state, expected_revision)
+
+    async def create(self, state: JobState) -> JobState:
+        self._check(StoreOperation.SAVE, state.job_id)
+        return await super().create(state)
+
     async def delete(self, job_id: str) -> None:
         self._check(StoreOperation.DELETE, job_id)
         await super().delete(job_id)
+
+
+async def settle(store: ResilientStateStore, clock: FakeClock) -> None:
+    """Let the background probe run after the clock moved (a few loop turns, bounded)."""
+    for _ in range(100):
+        if not store.is_degraded:
+            return
+        await asyncio.sleep(0)
 
 
 def test_resilient_store_passes_the_contract() -> None:
@@ -59,7 +76,8 @@ def test_resilient_store_passes_the_contract() -> None:
 
 
 async def test_degrades_records_and_recovers(clock: FakeClock) -> None:
-    """On CONNECTION errors it serves from the mirror, then writes newer states back."""
+    """On CONNECTION errors it serves from the mirror; a background probe writes back."""
+    clock.auto_advance = False
     primary = FlakyStore()
     events: list[SchedulerEvent] = []
     store = ResilientStateStore(primary, probe_interval=5 * S, clock=clock, observer=events.append)
@@ -75,42 +93,131 @@ async def test_degrades_records_and_recovers(clock: FakeClock) -> None:
     assert store.is_degraded
     assert (await primary.load("j")).trigger_count == 1  # type: ignore[union-attr]
     clock.advance(5 * S)
-    assert (await store.load("j")).trigger_count == 3  # type: ignore[union-attr]
+    await settle(store, clock)
     assert not store.is_degraded
+    assert (await store.load("j")).trigger_count == 3  # type: ignore[union-attr]
     assert (await primary.load("j")).trigger_count == 3  # type: ignore[union-attr]
     recovered = [e for e in events if isinstance(e, StoreRecovered)]
     assert [e.written_back for e in recovered] == [1]
+    await store.aclose()
 
 
-async def test_probe_is_rate_limited(clock: FakeClock) -> None:
-    """While degraded, the primary is tried at most once per probe_interval."""
+async def test_scheduler_calls_never_probe(clock: FakeClock) -> None:
+    """While degraded, calls are served from memory; only the background task tries the primary."""
+    clock.auto_advance = False
     primary = FlakyStore()
     store = ResilientStateStore(primary, probe_interval=5 * S, clock=clock)
     primary.down = True
     await store.save(JobState(job_id="p"))
     calls = primary.calls
-    for _ in range(10):
-        await store.save(JobState(job_id="p", trigger_count=1))
+    for count in range(10):
+        await store.save(JobState(job_id="p", trigger_count=count))
+        await store.load("p")
     assert primary.calls == calls
     clock.advance(5 * S)
-    await store.load("p")
-    assert primary.calls == calls + 1
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert primary.calls == calls + 1  # one probe, still down
+    assert store.is_degraded
+    await store.aclose()
 
 
 async def test_primary_newer_state_is_not_overwritten(clock: FakeClock) -> None:
     """A primary state with a higher trigger_count (another instance) wins over the mirror."""
+    clock.auto_advance = False
     primary = FlakyStore()
     store = ResilientStateStore(primary, probe_interval=S, clock=clock)
+    await store.save(JobState(job_id="n", trigger_count=1))
     primary.down = True
     await store.save(JobState(job_id="n", trigger_count=2))
     primary.down = False
     await InMemoryStateStore.save(primary, JobState(job_id="n", trigger_count=9))
     clock.advance(S)
-    assert (await store.load("n")).trigger_count == 9  # type: ignore[union-attr]
+    await settle(store, clock)
+    adopted = await store.load("n")
+    assert adopted is not None
+    assert adopted.trigger_count == 9
+
+
+async def test_revisions_stay_consistent_across_an_outage(clock: FakeClock) -> None:
+    """A caller's conditional saves keep working after the write-back, and conflicts still show."""
+    clock.auto_advance = False
+    primary = FlakyStore()
+    store = ResilientStateStore(primary, probe_interval=S, clock=clock)
+    assert await store.save_if(JobState(job_id="r", trigger_count=1), 0)
+    primary.down = True
+    assert await store.save_if(JobState(job_id="r", trigger_count=2), 1)  # degrades, recorded
+    assert await store.save_if(JobState(job_id="r", trigger_count=3), 2)
+    assert not await store.save_if(JobState(job_id="r", trigger_count=9), 1)  # stale, even in memory
+    primary.down = False
+    clock.advance(S)
+    await settle(store, clock)
+    assert not store.is_degraded
+    assert (await primary.load("r")).trigger_count == 3  # type: ignore[union-attr]
+    assert await store.save_if(JobState(job_id="r", trigger_count=4), 3)  # the caller's numbering holds
+    assert (await primary.load("r")).trigger_count == 4  # type: ignore[union-attr]
+    assert not await store.save_if(JobState(job_id="r", trigger_count=9), 3)
+    loaded = await store.load("r")
+    assert loaded is not None
+    assert (loaded.trigger_count, loaded.revision) == (4, 4)
+
+
+async def test_a_late_applied_save_does_not_block_the_write_back(clock: FakeClock) -> None:
+    """A timed-out save the primary applied anyway: the write-back reloads and goes over it."""
+    clock.auto_advance = False
+    primary = FlakyStore()
+    store = ResilientStateStore(primary, probe_interval=S, clock=clock)
+    assert await store.save_if(JobState(job_id="l", trigger_count=1), 0)
+    primary.down = True
+    assert await store.save_if(JobState(job_id="l", trigger_count=2), 1)
+    assert await store.save_if(JobState(job_id="l", trigger_count=3), 2)
+    primary.down = False
+    await InMemoryStateStore.save_if(primary, JobState(job_id="l", trigger_count=2), 1)  # applied late
+    clock.advance(S)
+    await settle(store, clock)
+    assert (await primary.load("l")).trigger_count == 3  # type: ignore[union-attr]
+
+
+async def test_a_first_load_is_never_answered_from_memory(clock: FakeClock) -> None:
+    primary = FlakyStore()
+    primary.down = True
+    store = ResilientStateStore(primary, clock=clock)
+    with pytest.raises(StoreError) as caught:
+        await store.load("never-seen")
+    assert caught.value.kind is StoreErrorKind.CONNECTION
+    assert not store.is_degraded
+
+
+async def test_a_hung_primary_call_degrades_within_the_budget(clock: FakeClock) -> None:
+    """A primary call that does not answer counts as a connection error after 0.8 x call_timeout."""
+    from scheduler._store import StoreAttachment
+
+    class HungStore(FlakyStore):
+        async def save_if(self, state: JobState, expected_revision: int) -> bool:
+            if self.down:
+                await asyncio.Event().wait()
+            return await super().save_if(state, expected_revision)
+
+    primary = HungStore()
+    store = ResilientStateStore(primary, clock=clock)
+    events: list[SchedulerEvent] = []
+    detach = store.attach(StoreAttachment(events=events.append, clock=clock, call_timeout=timedelta(seconds=0.05)))
+    assert await store.save_if(JobState(job_id="h"), 0)
+    primary.down = True
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await store.save_if(JobState(job_id="h", trigger_count=1), 1)
+    assert loop.time() - started < 0.5
+    assert store.is_degraded
+    assert "within 0.04 s" in events[0].error  # type: ignore[attr-defined]
+    detach()
+    assert store._probe is None
+    await store.aclose()
 
 
 async def test_deletes_during_outage_are_replayed(clock: FakeClock) -> None:
     """A delete recorded while degraded reaches the primary on recovery."""
+    clock.auto_advance = False
     primary = FlakyStore()
     store = ResilientStateStore(primary, probe_interval=S, clock=clock)
     await store.save(JobState(job_id="d"))
@@ -118,7 +225,7 @@ async def test_deletes_during_outage_are_replayed(clock: FakeClock) -> None:
     await store.delete("d")
     primary.down = False
     clock.advance(S)
-    await store.load("other")
+    await settle(store, clock)
     assert await primary.load("d") is None
 
 
