@@ -34,6 +34,9 @@ _log = logging.getLogger("scheduler.cli")
 DEFAULT_LEASE_TTL = timedelta(seconds=30)
 #: Signals PID 1 passes on to the real CLI process.
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+#: Test hook for fault tests: ``N`` makes the process stop itself (SIGSTOP) between the pre-run
+#: save and the guard acquire of its Nth guarded trigger, until someone sends SIGCONT.
+STOP_BEFORE_ACQUIRE_ENV = "SCHEDULER_TEST_STOP_BEFORE_ACQUIRE"
 
 
 def build_job(args: argparse.Namespace, command: list[str]) -> tuple[Job, SchedulerConfig]:
@@ -163,8 +166,29 @@ def _write_report(path: str, report: SchedulerReport) -> None:
     temp.replace(target)  # atomic: a reader never sees half a report
 
 
+def _install_test_hook() -> None:
+    """Honour ``SCHEDULER_TEST_STOP_BEFORE_ACQUIRE`` (fault tests only; see docs/reliability.md)."""
+    text = os.environ.get(STOP_BEFORE_ACQUIRE_ENV)
+    if not text:
+        return
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidJobError(InvalidJobKind.OTHER, f"{STOP_BEFORE_ACQUIRE_ENV}={text!r} is not a whole number >= 1")
+    from . import _leasing
+
+    target, seen = int(text), [0]
+
+    def stop_here() -> None:
+        seen[0] += 1
+        if seen[0] == target:
+            _log.warning("test hook: stopping before acquire %d (pid %d)", target, os.getpid())
+            os.kill(os.getpid(), signal.SIGSTOP)
+
+    _leasing.before_acquire = stop_here
+
+
 async def _run(args: argparse.Namespace, command: list[str]) -> int:
     job, config = build_job(args, command)
+    _install_test_hook()
     state_url = args.state or default_state_url()
     store = open_store(state_url)
     guard = open_guard(args.guard, args.lease_ttl or DEFAULT_LEASE_TTL) if args.guard else None
