@@ -9,11 +9,10 @@ from datetime import timedelta
 import pytest
 from valkey_server import ServerProcess
 
-from scheduler import JobState, ValkeyStateStore
+from scheduler import JobState, SystemClock, ValkeyStateStore
 from scheduler._resilient import ResilientStateStore
 from scheduler._store import StoreAttachment
 from scheduler.events import SchedulerEvent, StoreDegraded, StoreRecovered
-from scheduler import SystemClock
 
 pytestmark = pytest.mark.valkey
 
