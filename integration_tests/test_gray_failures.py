@@ -86,3 +86,19 @@ def test_a_replica_paused_shorter_then_longer_than_the_ttl_runs_nothing_twice(
         assert conflicts > 0  # the resumed replica really met fresher state
     finally:
         stop_all(replicas)
+
+
+@pytest.mark.chaos
+@pytest.mark.timeout(400)
+def test_soak_with_kills_pauses_and_freezes(tmp_path: Path) -> None:
+    from soak import soak
+
+    figures = soak(120.0, 1, tmp_path)
+    print(figures)
+    assert figures.pauses_before_acquire >= 1
+    assert figures.long_pauses >= 1
+    assert figures.kills >= 1
+    assert figures.freezes >= 1
+    assert figures.duplicates == 0
+    assert figures.unexplained == []
+    assert figures.ok
