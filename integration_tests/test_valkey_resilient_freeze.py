@@ -30,7 +30,7 @@ async def run_through_a_freeze(server: ServerProcess, freeze_seconds: float) -> 
     async def tick(count: int) -> None:
         nonlocal state
         started = time.monotonic()
-        state = state.evolve({"trigger_count": count})
+        state = state.model_copy(update={"trigger_count": count})
         assert await store.save_if(state, state.revision)
         state = state.with_revision(state.revision + 1)
         latencies.append(time.monotonic() - started)
