@@ -14,7 +14,7 @@ from ._run import ROOT, python_says
 from ._server import ValkeyServer
 
 RESULTS = ROOT / "benchmarks" / "results"
-SCENARIOS = ("punctuality", "overhead", "valkey", "downtime", "footprint")
+SCENARIOS = ("punctuality", "overhead", "valkey", "ledger", "downtime", "footprint")
 
 
 def run_round(index: int, sizes: dict[str, Any], only: set[str], url: str | None, aps4: str | None) -> dict[str, Any]:
@@ -30,6 +30,9 @@ def run_round(index: int, sizes: dict[str, Any], only: set[str], url: str | None
         out["overhead/paced"] = scenarios.overhead(order, scenarios.PACED_INTERVAL_S, sizes, aps4)
     if "valkey" in only and url is not None:
         out["valkey"] = scenarios.valkey(url, sizes["valkey_runs"])
+        out["valkey_protocol"] = scenarios.valkey_protocol(index, url, sizes["valkey_runs"])
+    if "ledger" in only:
+        out["ledger"] = scenarios.ledger(index, url, sizes["ledger_runs"])
     if "downtime" in only:
         out["downtime"] = scenarios.downtime(sizes["decide_repeats"])
     if "footprint" in only:
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     aps4 = str(aps4_python) if aps4_python else None
     t0 = time.perf_counter()
     rounds = []
-    with ValkeyServer() if "valkey" in only else _NoServer() as url:
+    with ValkeyServer() if only & {"valkey", "ledger"} else _NoServer() as url:
         for i in range(args.rounds):
             print(f"round {i + 1}/{args.rounds} ...", file=sys.stderr, flush=True)
             rounds.append(run_round(i, sizes, only, url, aps4))

@@ -5,7 +5,8 @@ For SQLite (a file in a temporary directory) and Valkey (a loopback server start
 default 1000. Runs are strictly sequential (REPLAY_ALL over a 1 µs interval: every occurrence
 is due at once and each run waits for the previous one), so wall time per run is what one run
 costs; the difference between the two is the ledger's cost per run. Rounds alternate which
-variant goes first; the report gives the median and the min–max over rounds.
+variant goes first; the report gives the median and the min–max over rounds. ``make bench``
+runs ``measure`` once per variant in a fresh interpreter (``benchmarks.worker ledger``).
 """
 
 from __future__ import annotations
@@ -54,24 +55,39 @@ async def _per_run_us(backend: str, ledger_limit: int, runs: int, target: str) -
     return wall / runs * 1e6
 
 
-def measure(url: str, runs: int, rounds: int) -> dict[str, Any]:
+async def measure(
+    backend: str, ledger_limit: int, runs: int, url: str | None = None, warmup: int = 50
+) -> dict[str, Any]:
+    """Wall time and CPU per run of one variant, after ``warmup`` runs of the same variant
+    (imports done, scripts loaded, the database file's first pages written)."""
+    with tempfile.TemporaryDirectory(prefix="bench-ledger-") as directory:
+        target = directory if backend == "sqlite" else url
+        assert target is not None, "a Valkey URL is needed"
+        await _per_run_us(backend, ledger_limit, warmup, target)
+        cpu = time.process_time()
+        wall_us = await _per_run_us(backend, ledger_limit, runs, target)
+        cpu_us = (time.process_time() - cpu) / runs * 1e6
+    return {"backend": backend, "ledger_limit": ledger_limit, "per_run_us": wall_us, "cpu_us_per_run": cpu_us}
+
+
+def measure_all(url: str, runs: int, rounds: int) -> dict[str, Any]:
+    """Every variant in this process, rounds alternating which variant goes first."""
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as directory:
-        for backend, target in (("sqlite", directory), ("valkey", url)):
-            samples: dict[int, list[float]] = {0: [], 1000: []}
-            for index in range(rounds):
-                order = (0, 1000) if index % 2 == 0 else (1000, 0)
-                for limit in order:
-                    samples[limit].append(asyncio.run(_per_run_us(backend, limit, runs, target)))
-            off, on = statistics.median(samples[0]), statistics.median(samples[1000])
-            results[backend] = {
-                "per_run_us_without": off,
-                "per_run_us_with": on,
-                "ledger_us_per_run": on - off,
-                "ledger_percent": (on - off) / off * 100,
-                "spread_without": [min(samples[0]), max(samples[0])],
-                "spread_with": [min(samples[1000]), max(samples[1000])],
-            }
+    for backend in ("sqlite", "valkey"):
+        samples: dict[int, list[float]] = {0: [], 1000: []}
+        for index in range(rounds):
+            order = (0, 1000) if index % 2 == 0 else (1000, 0)
+            for limit in order:
+                samples[limit].append(asyncio.run(measure(backend, limit, runs, url))["per_run_us"])
+        off, on = statistics.median(samples[0]), statistics.median(samples[1000])
+        results[backend] = {
+            "per_run_us_without": off,
+            "per_run_us_with": on,
+            "ledger_us_per_run": on - off,
+            "ledger_percent": (on - off) / off * 100,
+            "spread_without": [min(samples[0]), max(samples[0])],
+            "spread_with": [min(samples[1000]), max(samples[1000])],
+        }
     return results
 
 
@@ -99,12 +115,12 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     if args.url:
-        results = measure(args.url, args.runs, args.rounds)
+        results = measure_all(args.url, args.runs, args.rounds)
     else:
         from ._server import ValkeyServer
 
         with ValkeyServer() as url:
-            results = measure(url, args.runs, args.rounds)
+            results = measure_all(url, args.runs, args.rounds)
     print(json.dumps(results, indent=2) if args.json else render(results, args.runs, args.rounds))
 
 

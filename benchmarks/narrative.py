@@ -11,7 +11,7 @@ from typing import Any
 
 from . import scenarios
 from .punctuality import oversleeps
-from .report import PEER_NAMES, Figure, median
+from .report import LEDGER_NAMES, PEER_NAMES, Figure, ledger_cost, median
 from .verdicts import judge
 
 
@@ -181,6 +181,42 @@ def _other_notes(data: dict[str, Any]) -> str:
   once in {cli} ms."""
 
 
+def _proto(variant: str, field: str = "wall_us") -> Figure:
+    return lambda r: r["valkey_protocol"][variant][field]
+
+
+def _valkey_protocol_note(data: dict[str, Any]) -> str:
+    combined, floor, per = _proto("combined"), _proto("floor"), _proto("per-component")
+    return f"""* **Valkey protocols.** With the store and the guard on one server a run makes one script
+  call before and one after; it takes {_m(data, combined)} µs of wall time and
+  {_m(data, _proto("combined", "cpu_us"))} µs of client CPU per run, against
+  {_m(data, per)} µs / {_m(data, _proto("per-component", "cpu_us"))} µs when the two are separate
+  servers (per-component calls) and {_m(data, floor)} µs / {_m(data, _proto("floor", "cpu_us"))} µs
+  for the floor, a bare loop making the same two calls with minimal scripts and no scheduler.
+  The store alone costs {_m(data, _proto("store"))} µs per run, the guard alone
+  {_m(data, _proto("guard"))} µs. Client CPU is most of the wall time on loopback: the
+  combined protocol's CPU is {_m(data, lambda r: _proto("combined", "cpu_us")(r) / combined(r) * 100)} %
+  of its wall time, so what is left to gain is in the client (redis-py and the scheduler's own
+  work per run: {_m(data, lambda r: _proto("combined", "cpu_us")(r) - _proto("floor", "cpu_us")(r))} µs
+  of CPU above the floor's)."""
+
+
+def _ledger_note(data: dict[str, Any]) -> str:
+    parts = []
+    for backend, name in LEDGER_NAMES.items():
+        cost: Figure = lambda r, b=backend: ledger_cost(r, b)  # noqa: E731
+        without: Figure = lambda r, b=backend: r["ledger"][b]["without"]["per_run_us"]  # noqa: E731
+        if median(data, cost) is None:
+            continue
+        share = _m(data, lambda r, c=cost, w=without: c(r) / w(r) * 100, 1)
+        parts.append(f"{name} {_m(data, cost)} µs per run on {_m(data, without)} µs ({share} %)")
+    return f"""* **Run ledger.** Runs back to back with `ledger_limit=0` and with the default 1000, in
+  fresh processes, the order alternating per round: the ledger costs {"; ".join(parts)}
+  (median of the per-round differences; a difference within the spread of the two rows is
+  noise). Its entries ride in the transaction or script that saves the state anyway, so it
+  adds no call per run. There is no target for this figure."""
+
+
 def _top(data: dict[str, Any], label: str, kind: str = "self_pct", n: int = 4) -> str:
     found = data.get("profile", {}).get(label, {})
     if kind not in found:
@@ -214,6 +250,17 @@ def _limits(data: dict[str, Any], key: str) -> str:
             "Self import time by package (warm, `-X importtime`): "
             + ", ".join(f"{name} {ms:.1f} ms" for name, ms in packages[:6])
             + "."
+        )
+    if key in ("valkey_vs_floor", "valkey_vs_per_component"):
+        return (
+            f"Combined {_m(data, _proto('combined'))} µs, floor {_m(data, _proto('floor'))} µs, per-component "
+            f"{_m(data, _proto('per-component'))} µs of wall time per run; client CPU "
+            f"{_m(data, _proto('combined', 'cpu_us'))} / {_m(data, _proto('floor', 'cpu_us'))} / "
+            f"{_m(data, _proto('per-component', 'cpu_us'))} µs. Of the "
+            f"{_m(data, lambda r: _proto('combined')(r) - _proto('floor')(r))} µs between the combined protocol and "
+            f"the floor, {_m(data, lambda r: _proto('combined', 'cpu_us')(r) - _proto('floor', 'cpu_us')(r))} µs is "
+            "client CPU (the scheduler's own work per run, and its scripts' larger arguments and replies), the rest "
+            "server time and waiting."
         )
     if key == "valkey_rt":
         return (
@@ -261,6 +308,10 @@ def document(data: dict[str, Any], markdown: str) -> str:
         notes.append(_cpu_note(data))
     if {"valkey", "downtime", "footprint"} <= has:
         notes.append(_other_notes(data))
+    if "valkey_protocol" in has:
+        notes.append(_valkey_protocol_note(data))
+    if "ledger" in has:
+        notes.append(_ledger_note(data))
     names = ", ".join(f"{k} = {v}" for k, v in PEER_NAMES.items())
     return (
         intro(data)

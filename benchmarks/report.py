@@ -162,6 +162,73 @@ def _valkey(data: dict[str, Any]) -> str:
     return table(header, rows) + f"\n\nOne SET round trip (300 B, same processes): mean {rtt} µs, p50 {p50} µs."
 
 
+PROTOCOL_NAMES = {
+    "store": "ValkeyStateStore, no guard",
+    "guard": "in-memory store, ValkeyExecutionGuard",
+    "combined": "store + guard on one server (combined scripts)",
+    "per-component": "store + guard as separate servers (per-component calls)",
+    "floor": "floor: two bare scripts per run, no scheduler",
+}
+
+
+def protocol_ratio(r: dict[str, Any], variant: str, base: str, field: str = "wall_us") -> float:
+    v = r["valkey_protocol"]
+    return float(v[variant][field] / v[base][field])
+
+
+def _valkey_protocol(data: dict[str, Any]) -> str:
+    rows = []
+    for v in PROTOCOL_NAMES:
+        if not per_round(data, lambda r, v=v: r["valkey_protocol"][v]["wall_us"]):
+            continue
+        rows.append(
+            [
+                PROTOCOL_NAMES[v],
+                cell(data, lambda r, v=v: r["valkey_protocol"][v]["wall_us"], 0),
+                cell(data, lambda r, v=v: r["valkey_protocol"][v]["cpu_us"], 0),
+                cell(data, lambda r, v=v: protocol_ratio(r, v, "floor"), 2),
+            ]
+        )
+    header = ["protocol (runs back to back)", "wall µs per run", "client CPU µs per run", "wall ÷ floor"]
+    speedup = cell(data, lambda r: protocol_ratio(r, "per-component", "combined"), 2)
+    return (
+        table(header, rows)
+        + f"\n\nPer-component wall time ÷ combined, per round: {speedup} (above 1: the combined scripts are faster)."
+    )
+
+
+LEDGER_NAMES = {"sqlite": "SqliteStateStore", "valkey": "ValkeyStateStore"}
+
+
+def ledger_cost(r: dict[str, Any], backend: str, field: str = "per_run_us") -> float:
+    row = r["ledger"][backend]
+    return float(row["with"][field] - row["without"][field])
+
+
+def _ledger(data: dict[str, Any]) -> str:
+    rows = []
+    for backend, name in LEDGER_NAMES.items():
+        if not per_round(data, lambda r, b=backend: r["ledger"][b]["with"]["per_run_us"]):
+            continue
+
+        def get(variant: str, field: str, b: str = backend) -> Figure:
+            return lambda r: r["ledger"][b][variant][field]
+
+        rows.append(
+            [
+                name,
+                cell(data, get("without", "per_run_us"), 0),
+                cell(data, get("with", "per_run_us"), 0),
+                cell(data, lambda r, b=backend: ledger_cost(r, b), 0),
+                cell(data, lambda r, b=backend: ledger_cost(r, b) / r["ledger"][b]["without"]["per_run_us"] * 100, 1),
+                cell(data, lambda r, b=backend: ledger_cost(r, b, "cpu_us_per_run"), 0),
+            ]
+        )
+    header = ["store", "wall µs per run, no ledger", "with the ledger (1000 entries)", "ledger µs per run"]
+    header += ["ledger % of a run", "ledger CPU µs per run"]
+    return table(header, rows)
+
+
 def _downtime(data: dict[str, Any]) -> str:
     keys = data["rounds"][0].get("downtime", {})
     rows = []
@@ -228,9 +295,11 @@ def _footprint(data: dict[str, Any]) -> str:
 SECTIONS = [
     ("1. Punctuality", _punctuality, "punctuality/10ms"),
     ("2. CPU per run", _overhead, "overhead/saturated"),
-    ("3. Valkey", _valkey, "valkey"),
-    ("4. Downtime", _downtime, "downtime"),
-    ("5. Footprint", _footprint, "footprint"),
+    ("3. Valkey: added latency", _valkey, "valkey"),
+    ("4. Valkey: protocols, wall time and client CPU", _valkey_protocol, "valkey_protocol"),
+    ("5. Run ledger: cost per run", _ledger, "ledger"),
+    ("6. Downtime", _downtime, "downtime"),
+    ("7. Footprint", _footprint, "footprint"),
 ]
 
 
@@ -259,7 +328,7 @@ def render(data: dict[str, Any]) -> str:
         if any(key in r for r in data["rounds"]):
             parts.append(f"### {title}\n\n{fn(data)}")
     if data.get("profile"):
-        parts.append(f"### 6. Profile of the scheduler's runs (py-spy, one fresh process each)\n\n{_profile(data)}")
+        parts.append(f"### 8. Profile of the scheduler's runs (py-spy, one fresh process each)\n\n{_profile(data)}")
     return "\n\n".join(parts) + "\n"
 
 

@@ -42,6 +42,7 @@ FULL = {
     "window_s": 1.5,
     "rss_runs": 100_000,
     "valkey_runs": 2000,
+    "ledger_runs": 2000,
     "decide_repeats": 100,
     "import_reps": 10,
     "cold_import_reps": 3,
@@ -56,6 +57,7 @@ QUICK = {
     "window_s": 0.2,
     "rss_runs": 2000,
     "valkey_runs": 100,
+    "ledger_runs": 100,
     "decide_repeats": 5,
     "import_reps": 1,
     "cold_import_reps": 1,
@@ -98,6 +100,36 @@ def rss(order: list[str], runs: int) -> dict[str, Any]:
 def valkey(url: str, runs: int) -> dict[str, Any]:
     variants = ["base", "store", "guard", "both"]
     return {v: worker("valkey", {"variant": v, "url": url, "runs": runs, "set_ops": 2000}) for v in variants}
+
+
+#: Valkey protocols: the scheduler's store, guard, both on one server (combined scripts), both
+#: on separate databases (per-component calls), and two bare scripts per run (the floor).
+PROTOCOL_VARIANTS = ("store", "guard", "combined", "per-component", "floor")
+LEDGER_BACKENDS = ("sqlite", "valkey")
+#: ``ledger_limit`` without the ledger and with the default.
+LEDGER_LIMITS = (0, 1000)
+
+
+def valkey_protocol(index: int, url: str, runs: int) -> dict[str, Any]:
+    """Wall time and client CPU per run of each protocol; the first variant rotates per round."""
+    shift = index % len(PROTOCOL_VARIANTS)
+    order = PROTOCOL_VARIANTS[shift:] + PROTOCOL_VARIANTS[:shift]
+    params = {"url": url, "runs": runs, "warmup": min(50, runs)}
+    return {v: worker("valkey_protocol", {"variant": v, **params}) for v in order}
+
+
+def ledger(index: int, url: str | None, runs: int) -> dict[str, Any]:
+    """Cost per run without and with the run ledger, for SQLite and (with a server) Valkey;
+    which of the two goes first alternates per round."""
+    limits = LEDGER_LIMITS if index % 2 == 0 else LEDGER_LIMITS[::-1]
+    out: dict[str, Any] = {}
+    for backend in LEDGER_BACKENDS:
+        if backend == "valkey" and url is None:
+            continue
+        params = {"backend": backend, "runs": runs, "url": url, "warmup": min(50, runs)}
+        found = {limit: worker("ledger", {**params, "ledger_limit": limit}) for limit in limits}
+        out[backend] = {"without": found[0], "with": found[1000]}
+    return out
 
 
 def downtime(repeats: int) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._stats import fmt, spread
-from .report import Figure, per_round, table, valkey_added_rt
+from .report import Figure, per_round, protocol_ratio, table, valkey_added_rt
 
 
 @dataclass(frozen=True)
@@ -191,6 +191,24 @@ TARGETS = [
         2,
         2,
         "SET round trips",
+    ),
+    Target(
+        "valkey_vs_floor",
+        "Valkey store + guard on one server: wall time per run ≤ 1.25× the two-script floor's",
+        lambda r: protocol_ratio(r, "combined", "floor"),
+        LE,
+        1.25,
+        2,
+        "×",
+    ),
+    Target(
+        "valkey_vs_per_component",
+        "Valkey store + guard on one server ≥ 1.5× faster than the per-component calls",
+        lambda r: protocol_ratio(r, "per-component", "combined"),
+        GE,
+        1.5,
+        2,
+        "× faster",
     ),
     Target(
         "decide",

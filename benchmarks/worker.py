@@ -18,6 +18,8 @@ WORKERS = {
     "rss": ("benchmarks.overhead", "measure_rss"),
     "valkey": ("benchmarks.valkey", "measure"),
     "downtime": ("benchmarks.downtime", "measure"),
+    "valkey_protocol": ("benchmarks.valkey_protocol", "measure_async"),
+    "ledger": ("benchmarks.ledger", "measure"),
 }
 
 

@@ -15,6 +15,7 @@ from ._clock import Clock
 from ._enums import RunStatus, TriggerSource
 from ._guard import ExecutionGuard, ExecutionLease, lease_timing
 from ._job import Job, RunContext, TaskContext
+from ._slots import slot_filler
 from ._state import RunRecord
 from .events import (
     ExecutionGuardLost,
@@ -28,6 +29,10 @@ from .events import (
 )
 
 _log = logging.getLogger("scheduler")
+
+_run_context = slot_filler(RunContext)
+_task_context = slot_filler(TaskContext)
+_run_record = slot_filler(RunRecord)
 
 #: After a failed renewal call, retry this many times per renew interval (until expiry).
 RENEW_RETRIES_PER_INTERVAL = 4
@@ -76,6 +81,55 @@ class Execution:
     #: The loop releases the lease itself, together with the outcome save (one call).
     release_deferred: bool = False
 
+    @property
+    def plain(self) -> bool:
+        """One attempt, no time limit, no lease: ``run_plain`` does all ``run`` would."""
+        job = self.job
+        return self.lease is None and job.retry is None and job.timeout is None
+
+    async def run_plain(self) -> Outcome:
+        """``run`` for the common case (see ``plain``), without the retry loop, renewal and
+        release steps it would skip anyway: the same outcome, events and log lines."""
+        started = self.clock.now()
+        t = self.trigger
+        if self.emit is not None:
+            self.emit(
+                RunStarted(
+                    job_id=self.job.job_id,
+                    at=self.clock.now(),
+                    scheduled_at=t.scheduled_at,
+                    catch_up=t.catch_up,
+                    trigger_count=t.trigger_count,
+                    attempt=1,
+                )
+            )
+        run = _run_context(
+            self.job.job_id,
+            t.scheduled_at,
+            t.catch_up,
+            self.context_zone,
+            t.trigger_count,
+            1,  # attempt
+            t.source,
+            None,  # fencing_token: no lease
+            t.resumed,
+        )
+        try:
+            await self.job.task.invoke(_task_context(run, self.job.deps))
+        except asyncio.CancelledError:
+            return Outcome(self._record(started, RunStatus.CANCELLED, "cancelled", 1))
+        except TimeoutError as exc:  # raised by the task itself: there is no time limit here
+            return Outcome(self._record(started, RunStatus.FAILED, _describe(exc), 1))
+        except Exception as exc:
+            _log.error("job %s run %s attempt %d failed", self.job.job_id, t.scheduled_at.isoformat(), 1, exc_info=exc)
+            code = getattr(exc, "returncode", None)
+            self.exit_code = code if isinstance(code, int) else None
+            return Outcome(self._record(started, RunStatus.FAILED, _describe(exc), 1))
+        except BaseException as exc:
+            return Outcome(self._record(started, RunStatus.FAILED, _describe(exc), 1), fatal=exc)
+        self.exit_code = None
+        return Outcome(self._record(started, RunStatus.SUCCESS, None, 1))
+
     async def run(self) -> Outcome:
         started = self.clock.now()
         status, attempts = RunStatus.CANCELLED, 0
@@ -111,16 +165,16 @@ class Execution:
 
     def _record(self, started: datetime, status: RunStatus, error: str | None, attempts: int) -> RunRecord:
         t = self.trigger
-        return RunRecord(
-            scheduled_at=t.scheduled_at,
-            started_at=started,
-            finished_at=self.clock.now(),
-            catch_up=t.catch_up,
-            status=status,
-            error=error,
-            attempts=max(attempts, 1),
-            trigger_count=t.trigger_count,
-            source=t.source,
+        return _run_record(
+            t.scheduled_at,
+            started,
+            self.clock.now(),  # finished_at
+            t.catch_up,
+            status,
+            error,
+            max(attempts, 1),
+            t.trigger_count,
+            t.source,
         )
 
     async def _attempt(self, attempt: int) -> tuple[RunStatus, str | None]:

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._enums import RunSkipReason, RunStatus, TriggerSource
+from ._slots import slot_filler
 from ._time import format_utc
 
 if TYPE_CHECKING:
@@ -126,12 +127,14 @@ class LedgerEntry:
     @classmethod
     def trusted(cls, **fields: Any) -> LedgerEntry:
         """Built from the scheduler's own, already valid values: no checks (several per run)."""
-        new = object.__new__(cls)
-        for name, default in _DEFAULTS.items():
-            object.__setattr__(new, name, fields.get(name, default))
         if fields.get("last_scheduled_at") is None:
-            object.__setattr__(new, "last_scheduled_at", fields["scheduled_at"])
-        return new
+            fields["last_scheduled_at"] = fields["scheduled_at"]
+        return cls.trusted_values(*[fields.get(name, default) for name, default in _DEFAULTS.items()])
+
+    @classmethod
+    def trusted_values(cls, *values: Any) -> LedgerEntry:
+        """Like ``trusted``, from every field's value in declaration order (one per run)."""
+        return _build_entry(*values)
 
     @property
     def duration_seconds(self) -> float | None:
@@ -214,6 +217,10 @@ _DEFAULTS: dict[str, Any] = {
     "fencing_token": None,
     "instance": "",
 }
+
+
+_build_entry = slot_filler(LedgerEntry)
+assert tuple(_DEFAULTS) == LedgerEntry.__slots__, "_DEFAULTS lists every field in declaration order"
 
 
 @runtime_checkable

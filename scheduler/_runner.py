@@ -223,6 +223,9 @@ class _Loop:
 
     # -- waking and control ----------------------------------------------------------------
 
+    def on_run_done(self, _task: asyncio.Task[Outcome]) -> None:
+        self.wake()
+
     def wake(self) -> None:
         self._woken = True
         if self._wakeup is not None and not self._wakeup.done():
@@ -666,9 +669,9 @@ class _Loop:
             rng=self.rng,
             release_deferred=self.combined and lease is not None,
         )
-        task = asyncio.get_running_loop().create_task(execution.run())
+        task = asyncio.get_running_loop().create_task(execution.run_plain() if execution.plain else execution.run())
         execution.task = task
-        task.add_done_callback(lambda _: self.wake())
+        task.add_done_callback(self.on_run_done)
         self.s.active[task] = execution
         return Dispatched.STARTED
 
@@ -808,19 +811,22 @@ class _Loop:
     def run_entry(self, record: RunRecord, execution: Execution) -> LedgerEntry:
         lease = execution.lease
         error = record.error
-        return LedgerEntry.trusted(
-            job_id=self.job.job_id,
-            scheduled_at=record.scheduled_at,
-            fate=LedgerFate.of_run(record.status),
-            source=record.source,
-            catch_up=record.catch_up,
-            started_at=record.started_at,
-            finished_at=record.finished_at,
-            attempts=record.attempts,
-            error=error if error is None or len(error) <= MAX_ERROR_CHARS else error[:MAX_ERROR_CHARS],
-            exit_code=execution.exit_code,
-            fencing_token=None if lease is None else lease.fencing_token,
-            instance=self.instance,
+        return LedgerEntry.trusted_values(
+            self.job.job_id,
+            record.scheduled_at,
+            LedgerFate.of_run(record.status),
+            None,  # reason
+            1,  # count
+            record.scheduled_at,  # last_scheduled_at
+            record.source,
+            record.catch_up,
+            record.started_at,
+            record.finished_at,
+            record.attempts,
+            error if error is None or len(error) <= MAX_ERROR_CHARS else error[:MAX_ERROR_CHARS],
+            execution.exit_code,
+            None if lease is None else lease.fencing_token,
+            self.instance,
         )
 
     def report_drop(self, drop: Drop, trigger_count: int) -> None:

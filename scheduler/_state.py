@@ -68,7 +68,7 @@ class OpenRun(BaseModel):
         cls, occurrence: datetime, instance: str, trigger_count: int, source: TriggerSource, catch_up: bool
     ) -> OpenRun:
         """Built from the scheduler's own values: skips validation (one per run)."""
-        new = object.__new__(cls)
+        new = _new_object(cls)
         values = {
             "occurrence": occurrence,
             "instance": instance,
@@ -76,11 +76,16 @@ class OpenRun(BaseModel):
             "source": source,
             "catch_up": catch_up,
         }
-        object.__setattr__(new, "__dict__", values)
-        object.__setattr__(new, "__pydantic_fields_set__", set(values))
-        object.__setattr__(new, "__pydantic_extra__", None)
-        object.__setattr__(new, "__pydantic_private__", None)
+        _set_attribute(new, "__dict__", values)
+        _set_attribute(new, "__pydantic_fields_set__", _OPEN_RUN_FIELDS)
+        _set_attribute(new, "__pydantic_extra__", None)
+        _set_attribute(new, "__pydantic_private__", None)
         return new
+
+
+_OPEN_RUN_FIELDS = frozenset(OpenRun.model_fields)
+_new_object = object.__new__
+_set_attribute = object.__setattr__
 
 
 class JobState(BaseModel):
@@ -215,22 +220,28 @@ class JobState(BaseModel):
             changes["last_success_at"] = record.finished_at
         if flight is not None and flight.occurrence == record.scheduled_at:
             changes["in_flight"] = None
-        return self._replace(**changes)
+        return self._copy_with(changes)
 
     def _replace(self, **changes: Any) -> JobState:
         """A copy with ``changes`` applied, without validation; unknown names are an error.
 
         About twice as fast as ``model_copy(update=...)``, which matters at two states per run.
         """
+        return self._copy_with(changes)
+
+    def _copy_with(self, changes: dict[str, Any]) -> JobState:
         if not changes.keys() <= _FIELD_NAMES:
             unknown = sorted(changes.keys() - _FIELD_NAMES)
             raise TypeError(f"JobState has no field {unknown[0]!r}")
-        new = _new_object(JobState)
         values = self.__dict__.copy()
         values.update(changes)
         fields_set = self.__pydantic_fields_set__
         if not changes.keys() <= fields_set:
             fields_set = fields_set | changes.keys()
+        return self._copy_of(values, fields_set)
+
+    def _copy_of(self, values: dict[str, Any], fields_set: set[str] | frozenset[str]) -> JobState:
+        new = _new_object(JobState)
         # Frozen: the copy may share the (never mutated) fields-set and extra-fields objects.
         _set_attribute(new, "__dict__", values)
         _set_attribute(new, "__pydantic_fields_set__", fields_set)
@@ -239,8 +250,15 @@ class JobState(BaseModel):
         return new
 
     def with_revision(self, revision: int) -> JobState:
-        """The same state as stored at ``revision`` (stores call this on load and save)."""
-        return self if self.revision == revision else self._replace(revision=revision)
+        """The same state as stored at ``revision`` (stores call this on load and save; twice per run)."""
+        if self.revision == revision:
+            return self
+        values = self.__dict__.copy()
+        values["revision"] = revision
+        fields_set = self.__pydantic_fields_set__
+        if "revision" not in fields_set:
+            fields_set = fields_set | _REVISION
+        return self._copy_of(values, fields_set)
 
     def to_json(self) -> str:
         """The stored document: every field but ``revision``, unknown fields included."""
@@ -252,8 +270,7 @@ class JobState(BaseModel):
 
 
 _FIELD_NAMES = frozenset(JobState.model_fields)
-_new_object = object.__new__
-_set_attribute = object.__setattr__
+_REVISION = frozenset({"revision"})
 
 
 def _without(runs: tuple[OpenRun, ...], occurrence: datetime) -> tuple[OpenRun, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -149,7 +150,7 @@ class InMemoryStateStore:
         self._states: dict[str, JobState] = {}
         # Kept apart from the states so that a save stores the caller's object as it is.
         self._revisions: dict[str, int] = {}
-        self._ledger: dict[str, list[tuple[int, LedgerEntry]]] = {}
+        self._ledger: dict[str, deque[tuple[int, LedgerEntry]]] = {}
         self._appended = 0
 
     async def load(self, job_id: str) -> JobState | None:
@@ -186,16 +187,17 @@ class InMemoryStateStore:
         self._revisions.pop(job_id, None)
 
     async def append(self, entries: Sequence[LedgerEntry], *, keep: int = DEFAULT_LEDGER_LIMIT) -> None:
-        touched = set()
+        ledger = self._ledger
         for entry in entries:
             self._appended += 1
-            self._ledger.setdefault(entry.job_id, []).append((self._appended, entry))
-            touched.add(entry.job_id)
-        if keep > 0:
-            for job_id in touched:
-                kept = self._ledger[job_id]
-                if len(kept) > keep:
-                    del kept[: len(kept) - keep]
+            kept = ledger.get(entry.job_id)
+            if kept is None:
+                kept = ledger[entry.job_id] = deque()
+            kept.append((self._appended, entry))
+            if keep > 0:
+                # Oldest first out, one at a time: constant cost per append once full.
+                while len(kept) > keep:
+                    kept.popleft()
 
     async def history(
         self,

@@ -37,6 +37,7 @@ LAYERS: dict[str, set[str]] = {
         "_ledger",
         "_spec",
         "_explain",
+        "_slots",
     },
     "clock": {"_clock"},
     "backends": {

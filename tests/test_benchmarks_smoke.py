@@ -68,3 +68,35 @@ def test_verdict_is_met_only_when_every_round_is_on_the_right_side(ratios: list[
     judged = judge({"meta": {}, "rounds": [_round(r) for r in ratios]})
 
     assert [j["verdict"] for j in judged if j["target"].key == "cpu_per_run"] == [verdict]
+
+
+def _valkey_round(combined: float) -> dict[str, Any]:
+    protocol = {
+        v: {"variant": v, "wall_us": wall, "cpu_us": wall * 0.8}
+        for v, wall in (("store", 500.0), ("guard", 520.0), ("per-component", 900.0), ("floor", 400.0))
+    }
+    protocol["combined"] = {"variant": "combined", "wall_us": combined, "cpu_us": combined * 0.8}
+
+    def ledger(without: float, extra: float) -> dict[str, Any]:
+        return {
+            "without": {"per_run_us": without, "cpu_us_per_run": without / 2},
+            "with": {"per_run_us": without + extra, "cpu_us_per_run": without / 2 + extra},
+        }
+
+    return {"valkey_protocol": protocol, "ledger": {"sqlite": ledger(300.0, 20.0), "valkey": ledger(500.0, 10.0)}}
+
+
+def test_valkey_protocols_and_ledger_are_judged_and_described() -> None:
+    from benchmarks import report
+    from benchmarks.verdicts import judge
+
+    data = {"meta": {"versions": {}, "rounds": 3}, "rounds": [_valkey_round(c) for c in (480.0, 490.0, 520.0)]}
+
+    verdicts = {j["target"].key: j["verdict"] for j in judge(data)}
+    document = report.document(data, report.render(data))
+
+    # 520 / 400 = 1.3 in one round: over 1.25, while the median (490 / 400) is under it.
+    assert verdicts["valkey_vs_floor"] == "unstable"
+    assert verdicts["valkey_vs_per_component"] == "met"  # 900 / 520 = 1.73 at worst
+    assert "SqliteStateStore 20 µs per run on 300 µs (6.7 %)" in " ".join(document.split())
+    assert "### 5. Run ledger: cost per run" in document
