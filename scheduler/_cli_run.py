@@ -47,6 +47,9 @@ DEFAULT_LEASE_TTL = timedelta(seconds=30)
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 #: First one: graceful shutdown; a second one: cancel the running command.
 _STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+#: Test hook for fault tests: ``N`` makes the process stop itself (SIGSTOP) between the pre-run
+#: save and the guard acquire of its Nth guarded trigger, until someone sends SIGCONT.
+STOP_BEFORE_ACQUIRE_ENV = "SCHEDULER_TEST_STOP_BEFORE_ACQUIRE"
 
 
 def build_job(args: argparse.Namespace, command: list[str]) -> tuple[Job, SchedulerConfig, list[str]]:
@@ -159,6 +162,26 @@ def write_report(path: str, report: SchedulerReport) -> None:
     temp = target.with_name(f".{target.name}.tmp")
     temp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     temp.replace(target)  # atomic: a reader never sees half a report
+
+
+def install_test_hook() -> None:
+    """Honour ``SCHEDULER_TEST_STOP_BEFORE_ACQUIRE`` (fault tests only; see docs/reliability.md)."""
+    text = os.environ.get(STOP_BEFORE_ACQUIRE_ENV)
+    if not text:
+        return
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidJobError(InvalidJobKind.OTHER, f"{STOP_BEFORE_ACQUIRE_ENV}={text!r} is not a whole number >= 1")
+    from . import _leasing
+
+    target, seen = int(text), [0]
+
+    def stop_here() -> None:
+        seen[0] += 1
+        if seen[0] == target:
+            say(logging.WARNING, "test_hook", f"test hook: stopping before acquire {target} (pid {os.getpid()})")
+            os.kill(os.getpid(), signal.SIGSTOP)
+
+    _leasing.before_acquire = stop_here
 
 
 class _Signals:
@@ -322,6 +345,7 @@ def run_command(args: argparse.Namespace, command: list[str]) -> int:
     if status is not None:
         return status
     job, config, notes = build_job(args, command)
+    install_test_hook()
     if args.ping_url:
         from ._ping import HttpPingObserver
 

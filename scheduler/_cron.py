@@ -1,7 +1,7 @@
 """``Cron``: standard Unix cron on top of cronsim, with explicit DST rules.
 
 cronsim iterates *wall-clock* matches (we always hand it naive local times); this module maps
-wall times to real instants with the rules of the spec:
+wall times to real instants with these rules (docs/behaviour.md):
 
 * a match inside a spring-forward gap fires once, at the first instant after the gap;
 * in a fall-back fold, an expression with a fixed hour fires on the first pass only, while one

@@ -27,6 +27,11 @@ class Admission:
 
 ADMITTED_WITHOUT_LEASE = Admission()
 
+#: Test hook, None in normal use: called synchronously after the pre-run save and before each
+#: acquire (before the acquire's deadline starts). Fault tests set it to freeze the process at
+#: exactly that point; the CLI sets it from ``SCHEDULER_TEST_STOP_BEFORE_ACQUIRE``.
+before_acquire: Callable[[], None] | None = None
+
 
 class LeaseBroker:
     """Turns a trigger into an ``Admission``; emits the guard events; raises when fatal."""
@@ -49,6 +54,8 @@ class LeaseBroker:
 
     async def admit(self, trigger: Trigger) -> Admission:
         slot = self.slot(trigger)
+        if before_acquire is not None:
+            before_acquire()
         try:
             lease = await self._acquire(slot)
         except Exception as exc:

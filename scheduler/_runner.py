@@ -16,13 +16,12 @@ import random
 import socket
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import Enum
 
 from ._clock import Clock, SystemClock
 from ._config import SchedulerConfig
 from ._decide import Decision, Drop, OverlapAction, Policies, consume_all_due, decide, due_time, on_overlap
+from ._entries import drop_entry, drop_event, open_run, run_entry, skip_entry, skip_event
 from ._enums import (
     LeaseLostPolicy,
     MissedRunPolicy,
@@ -37,18 +36,16 @@ from ._guard import ExecutionGuard, ExecutionLease, NoopExecutionGuard
 from ._handle import Command, CommandKind, SchedulerHandle
 from ._job import Job
 from ._leasing import Admission, LeaseBroker
-from ._ledger import MAX_ERROR_CHARS, LedgerEntry, LedgerFate
+from ._ledger import LedgerEntry
 from ._loading import load_state, new_state
 from ._observers import Fanout, ObserverLike
 from ._persist import Persistence
-from ._schedules import Interval
 from ._session import Session
 from ._state import InFlight, JobState, OpenRun, RunRecord, SchedulerReport
+from ._steps import CONTINUE, MAX_CALL_TIMEOUT, Continue, Dispatched, Stop, Wait, call_budget
 from ._store import AttachableStore, InMemoryStateStore, StateStore, StoreAttachment
 from .events import (
     RunCompleted,
-    RunSkipped,
-    RunsMissed,
     SchedulerEvent,
     SchedulerPaused,
     SchedulerResumed,
@@ -61,10 +58,6 @@ from .events import (
 __all__ = ["Scheduler", "SchedulerHandle"]
 
 _log = logging.getLogger("scheduler")
-
-#: Bounds of the default per-call budget (half the schedule's period, clamped).
-MIN_CALL_TIMEOUT = timedelta(milliseconds=50)
-MAX_CALL_TIMEOUT = timedelta(seconds=5)
 
 
 class Scheduler:
@@ -113,55 +106,6 @@ class Scheduler:
         from ._sync import run_sync
 
         return run_sync(self, job)
-
-
-def call_budget(config: SchedulerConfig, job: Job, now: datetime) -> timedelta:
-    """How long one store or guard call may take before the loop gives up on it.
-
-    Half the schedule's period (so a hung call costs at most about one occurrence), kept
-    between 50 ms and 5 s, unless the configuration sets it.
-    """
-    if config.call_timeout is not None:
-        return config.call_timeout
-    schedule, zone = job.schedule, config.timezone
-    if isinstance(schedule, Interval):
-        period = schedule.every
-    else:
-        first = schedule.first(now, zone)
-        following = None if first is None else schedule.next_after(first, zone)
-        period = MAX_CALL_TIMEOUT * 2 if first is None or following is None else following - first
-    return min(max(period / 2, MIN_CALL_TIMEOUT), MAX_CALL_TIMEOUT)
-
-
-# -- what one step of the loop asks for ------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Wait:
-    """Sleep until ``deadline`` (None: until woken) or until something wakes the loop."""
-
-    deadline: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class Stop:
-    reason: SchedulerStopReason
-
-
-@dataclass(frozen=True, slots=True)
-class Continue:
-    """Decide again at once."""
-
-
-CONTINUE = Continue()
-
-
-class Dispatched(Enum):
-    """What became of a trigger handed to ``_Loop.dispatch``."""
-
-    STARTED = "started"
-    QUEUED = "queued"
-    SKIPPED = "skipped"
 
 
 class _Loop:
@@ -767,92 +711,23 @@ class _Loop:
                 self.persistence.append_later([self.skip_entry(trigger, reason)])
         s.state = state
         if self.emit_or_none is not None:
-            self.emit_or_none(
-                RunSkipped(
-                    job_id=self.job.job_id,
-                    at=self.clock.now(),
-                    scheduled_at=trigger.scheduled_at,
-                    catch_up=trigger.catch_up,
-                    trigger_count=trigger.trigger_count,
-                    reason=reason,
-                )
-            )
+            self.emit_or_none(skip_event(self.job.job_id, self.clock.now(), trigger, reason))
 
     # -- ledger entries ----------------------------------------------------------------------
 
     def open_run(self, trigger: Trigger) -> OpenRun:
-        return OpenRun.trusted(
-            trigger.scheduled_at, self.instance, trigger.trigger_count, trigger.source, trigger.catch_up
-        )
+        return open_run(trigger, self.instance)
 
     def drop_entry(self, drop: Drop) -> LedgerEntry:
-        return LedgerEntry.trusted(
-            job_id=self.job.job_id,
-            scheduled_at=drop.first,
-            fate=LedgerFate.SKIPPED if drop.count == 1 else LedgerFate.MISSED,
-            reason=drop.reason,
-            count=drop.count,
-            last_scheduled_at=drop.last,
-            catch_up=drop.reason in (RunSkipReason.MISSED, RunSkipReason.COALESCED),
-            instance=self.instance,
-        )
+        return drop_entry(self.job.job_id, drop, self.instance)
 
     def skip_entry(self, trigger: Trigger, reason: RunSkipReason) -> LedgerEntry:
-        return LedgerEntry.trusted(
-            job_id=self.job.job_id,
-            scheduled_at=trigger.scheduled_at,
-            fate=LedgerFate.SKIPPED,
-            reason=reason,
-            source=trigger.source,
-            catch_up=trigger.catch_up,
-            instance=self.instance,
-        )
+        return skip_entry(self.job.job_id, trigger, reason, self.instance)
 
     def run_entry(self, record: RunRecord, execution: Execution) -> LedgerEntry:
-        lease = execution.lease
-        error = record.error
-        return LedgerEntry.trusted_values(
-            self.job.job_id,
-            record.scheduled_at,
-            LedgerFate.of_run(record.status),
-            None,  # reason
-            1,  # count
-            record.scheduled_at,  # last_scheduled_at
-            record.source,
-            record.catch_up,
-            record.started_at,
-            record.finished_at,
-            record.attempts,
-            error if error is None or len(error) <= MAX_ERROR_CHARS else error[:MAX_ERROR_CHARS],
-            execution.exit_code,
-            None if lease is None else lease.fencing_token,
-            self.instance,
-        )
+        return run_entry(self.job.job_id, record, execution, self.instance)
 
     def report_drop(self, drop: Drop, trigger_count: int) -> None:
         self.count_skip(drop.reason, drop.count)
-        if self.emit_or_none is None:  # at saturation every decision drops something: stay cheap
-            return
-        at = self.clock.now()
-        if drop.count == 1:
-            self.emit_or_none(
-                RunSkipped(
-                    job_id=self.job.job_id,
-                    at=at,
-                    scheduled_at=drop.first,
-                    catch_up=drop.reason in (RunSkipReason.MISSED, RunSkipReason.COALESCED),
-                    trigger_count=trigger_count,
-                    reason=drop.reason,
-                )
-            )
-        else:
-            self.emit_or_none(
-                RunsMissed(
-                    job_id=self.job.job_id,
-                    at=at,
-                    count=drop.count,
-                    first_scheduled_at=drop.first,
-                    last_scheduled_at=drop.last,
-                    reason=drop.reason,
-                )
-            )
+        if self.emit_or_none is not None:  # at saturation every decision drops something: stay cheap
+            self.emit_or_none(drop_event(self.job.job_id, self.clock.now(), drop, trigger_count))

@@ -55,6 +55,8 @@ LAYERS: dict[str, set[str]] = {
     "runner": {
         "_runner",
         "_session",
+        "_steps",
+        "_entries",
         "_execution",
         "_loading",
         "_handle",

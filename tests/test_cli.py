@@ -439,3 +439,11 @@ def test_as_pid_1_orphans_are_reaped(env: dict[str, str], tmp_path: Path) -> Non
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result_file.read_text().strip() == "0"
+
+
+def test_the_stop_before_acquire_test_hook_refuses_a_bad_value(env: dict[str, str]) -> None:
+    bad = {**env, "SCHEDULER_TEST_STOP_BEFORE_ACQUIRE": "soon"}
+    result = cli(bad, "run", "--job-id", "h", "--every", "1s", "--state", "memory:", "--", "true")
+    assert result.returncode == 2
+    assert "SCHEDULER_TEST_STOP_BEFORE_ACQUIRE='soon' is not a whole number >= 1" in result.stderr
+    assert "Traceback" not in result.stderr

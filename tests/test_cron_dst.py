@@ -1,4 +1,4 @@
-"""Cron at DST transitions against a brute-force, minute-by-minute oracle of the SPEC 2 rules.
+"""Cron at DST transitions against a brute-force, minute-by-minute oracle of the documented DST rules.
 
 The oracle walks real time one minute at a time. A minute fires when its local wall time
 matches, except the second pass of a fall-back fold for fixed-hour expressions; a spring-

@@ -73,7 +73,7 @@ EXPECTED = sorted(
 
 
 def test_all_is_pinned() -> None:
-    """__all__ lists exactly the public names of the spec."""
+    """__all__ lists exactly the documented public names."""
     assert sorted(scheduler.__all__) == EXPECTED
 
 
@@ -100,7 +100,7 @@ def test_enums_are_lower_snake_strings() -> None:
 
 
 def test_events_module_exports_every_event() -> None:
-    """scheduler.events names every event class of the spec."""
+    """scheduler.events names every documented event class."""
     from scheduler import events
 
     names = {
