@@ -264,9 +264,8 @@ def _limits(data: dict[str, Any], key: str) -> str:
         )
     if key == "valkey_rt":
         return (
-            f"{_m(data, lambda r: r['valkey']['both']['commands_per_run'], 2)} Valkey calls per run, each a full "
-            "client round trip (or two in sequence where a call waits for the previous one): fewer calls per run, "
-            "combined scripts where the store and the guard share a server, is what moves this figure."
+            f"{_m(data, lambda r: r['valkey']['both']['commands_per_run'], 2)} Valkey calls per run; each script "
+            "call costs several SET round trips, mostly client CPU (see the protocol table and its floor)."
         )
     return ""
 
