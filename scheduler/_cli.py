@@ -131,7 +131,7 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
     overlap = ["forbid", "queue-one", "allow-parallel", "replace"]
     job.add_argument("--overlap", type=_choice(overlap), default="forbid", metavar=_choices(overlap),
                      help="a trigger while the command still runs (default: forbid)")  # fmt: skip
-    job.add_argument("--window", metavar="SPEC", help='when runs may start, e.g. "Mon-Fri 09:00-12:00,13:00-18:00"')
+    job.add_argument("--window", metavar="WINDOW", help='when runs may start, e.g. "Mon-Fri 09:00-12:00,13:00-18:00"')
     job.add_argument("--max-runs", type=_count(MAX_COUNT), metavar="N", help="stop after N occurrences (default: none)")
     job.add_argument("--timeout", type=_positive_duration, metavar="DURATION", help="per attempt (default: none)")
     job.add_argument("--retries", type=_count(10_000), default=0, metavar="N",

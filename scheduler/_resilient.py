@@ -97,25 +97,21 @@ class ResilientStateStore:
 
     # -- attachment -----------------------------------------------------------------------
 
-    def attach(self, attachment: StoreAttachment | EventSink, clock: Clock | None = None) -> Callable[[], None]:
+    def attach(self, attachment: StoreAttachment) -> Callable[[], None]:
         """Send StoreDegraded/StoreRecovered to the scheduler and use its clock and budget.
 
         Returns a detach function, which also stops the background probe.
         """
-        if isinstance(attachment, StoreAttachment):
-            sink, clock, timeout = attachment.events, attachment.clock, attachment.call_timeout
-        else:  # legacy call form, removed when the runner passes StoreAttachment
-            sink, timeout = attachment, None
+        sink, timeout = attachment.events, attachment.call_timeout
         self._sinks.append(sink)
-        if self._clock is None and clock is not None:
-            self._clock = clock
-        if timeout is not None:
-            self._attached_timeout = timeout
+        if self._clock is None:
+            self._clock = attachment.clock
+        self._attached_timeout = timeout
 
         def detach() -> None:
             if sink in self._sinks:
                 self._sinks.remove(sink)
-            if timeout is not None and self._attached_timeout is timeout:
+            if self._attached_timeout is timeout:
                 self._attached_timeout = None
             self._stop_probe()
 

@@ -41,7 +41,7 @@ from ._loading import load_state, new_state
 from ._observers import Fanout, ObserverLike
 from ._persist import Persistence
 from ._session import Session
-from ._state import InFlight, JobState, OpenRun, RunRecord, SchedulerReport
+from ._state import InFlight, JobState, RunRecord, SchedulerReport
 from ._steps import CONTINUE, MAX_CALL_TIMEOUT, Continue, Dispatched, Stop, Wait, call_budget
 from ._store import AttachableStore, InMemoryStateStore, StateStore, StoreAttachment
 from .events import (
@@ -419,8 +419,12 @@ class _Loop:
         opened = None
         if self.ledger_on:
             # The drops and the run to start are written by the same save that consumes them.
-            entries = [self.drop_entry(drop) for drop in decision.drops] if decision.drops else None
-            opened = None if trigger is None else self.open_run(trigger)
+            entries = (
+                [drop_entry(self.job.job_id, drop, self.instance) for drop in decision.drops]
+                if decision.drops
+                else None
+            )
+            opened = None if trigger is None else open_run(trigger, self.instance)
         state = s.state.consumed(count, decision.next_run_at, opened)
         for drop in decision.drops:
             state = state.skipped(drop.reason, drop.count, drop.last)
@@ -460,7 +464,7 @@ class _Loop:
             return  # the job is finished: nothing more may run
         exhausted = max_runs is not None and count + 1 >= max_runs
         trigger = Trigger(now, False, count + 1, TriggerSource.MANUAL)
-        opened = self.open_run(trigger) if self.ledger_on else None
+        opened = open_run(trigger, self.instance) if self.ledger_on else None
         state = s.state.consumed(count + 1, None if exhausted else s.state.next_run_at, opened)
         committed = await self.commit(state)
         if committed is None:
@@ -633,7 +637,7 @@ class _Loop:
             raise outcome.fatal
         record = outcome.record
         s.history.append(record)
-        entries = [self.run_entry(record, execution)] if self.ledger_on else None
+        entries = [run_entry(self.job.job_id, record, execution, self.instance)] if self.ledger_on else None
         if execution.release_deferred:
             await self.release_and_save(execution, record, entries)
         elif release is None:
@@ -708,24 +712,10 @@ class _Loop:
         if self.ledger_on:
             state = state.settled(trigger.scheduled_at)
             if reason is not RunSkipReason.CONTENDED or self.persistence.conditional:
-                self.persistence.append_later([self.skip_entry(trigger, reason)])
+                self.persistence.append_later([skip_entry(self.job.job_id, trigger, reason, self.instance)])
         s.state = state
         if self.emit_or_none is not None:
             self.emit_or_none(skip_event(self.job.job_id, self.clock.now(), trigger, reason))
-
-    # -- ledger entries ----------------------------------------------------------------------
-
-    def open_run(self, trigger: Trigger) -> OpenRun:
-        return open_run(trigger, self.instance)
-
-    def drop_entry(self, drop: Drop) -> LedgerEntry:
-        return drop_entry(self.job.job_id, drop, self.instance)
-
-    def skip_entry(self, trigger: Trigger, reason: RunSkipReason) -> LedgerEntry:
-        return skip_entry(self.job.job_id, trigger, reason, self.instance)
-
-    def run_entry(self, record: RunRecord, execution: Execution) -> LedgerEntry:
-        return run_entry(self.job.job_id, record, execution, self.instance)
 
     def report_drop(self, drop: Drop, trigger_count: int) -> None:
         self.count_skip(drop.reason, drop.count)

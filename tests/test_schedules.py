@@ -1,4 +1,4 @@
-"""Interval, AtTimes and Cron semantics (SPEC 2)."""
+"""Interval, AtTimes and Cron semantics."""
 
 from __future__ import annotations
 
