@@ -91,6 +91,8 @@ class HttpPingObserver:
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
         self._stopped = threading.Event()
+        #: Set when ``close`` gave up waiting: the sender then drops what is left, silently.
+        self._abandoned = threading.Event()
 
     @property
     def where(self) -> str:
@@ -141,7 +143,7 @@ class HttpPingObserver:
     def _send_all(self) -> None:
         while True:
             ping = self._queue.get()
-            if ping is None:
+            if ping is None or self._abandoned.is_set():
                 self._stopped.set()
                 return
             self._deliver(ping)
@@ -156,7 +158,8 @@ class HttpPingObserver:
                 return
             if status is not None and status < 500:
                 break  # a 4xx answer: the same request would fail again
-        _log.warning("ping %s to %s failed: %s", ping.suffix or "/", self.where, self._scrub(error))
+        if not self._abandoned.is_set():  # after a timed-out close, its summary said it all
+            _log.warning("ping %s to %s failed: %s", ping.suffix or "/", self.where, self._scrub(error))
 
     def _send_once(self, ping: _Ping) -> tuple[int | None, str]:
         parts = self._parts
@@ -197,6 +200,7 @@ class HttpPingObserver:
             return False
         done = self._stopped.wait(timeout)
         if not done:
+            self._abandoned.set()
             _log.warning("ping to %s: %d pings not sent at shutdown", self.where, self._queue.qsize())
         return done
 
