@@ -53,8 +53,8 @@ def describe(job: Job, zone: ZoneInfo, stored: dict[str, Any] | None, next_run_a
 
 def new_state(job: Job, zone: ZoneInfo, now: datetime) -> JobState:
     first = None if job.max_runs == 0 else job.schedule.first(now, zone)
-    return JobState(
-        job_id=job.job_id,
+    return JobState.initial(
+        job.job_id,
         next_run_at=first,
         schedule_fingerprint=job.schedule.fingerprint(zone),
         schedule_spec=describe(job, zone, None, first),

@@ -31,6 +31,8 @@ LAYERS: dict[str, set[str]] = {
         "_errors",
         "_enums",
         "_state",
+        "_state_json",
+        "_document",
         "events",
         "_duration",
         "_jitter",
