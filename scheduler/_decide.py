@@ -46,6 +46,8 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class Policies:
+    """The job's settings that decide what runs when."""
+
     schedule: Schedule
     zone: ZoneInfo
     missed: MissedRunPolicy

@@ -20,6 +20,8 @@ class CommandKind(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Command:
+    """One control command (``grace``: how long a shutdown lets active runs finish)."""
+
     kind: CommandKind
     grace: timedelta | None = None
 

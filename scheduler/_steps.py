@@ -43,6 +43,8 @@ class Wait:
 
 @dataclass(frozen=True, slots=True)
 class Stop:
+    """End the run for ``reason``."""
+
     reason: SchedulerStopReason
 
 
