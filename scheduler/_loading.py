@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,13 +14,14 @@ from ._execution import Trigger
 from ._job import Job
 from ._ledger import LedgerEntry, LedgerFate
 from ._persist import Persistence
+from ._records import record
 from ._schedules import AtTimes, Interval
 from ._spec import interval_anchor, schedule_spec
 from ._state import JobState, OpenRun
 from .events import SchedulerEvent, StateLoaded, StateReconciled, StateRepaired
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Loaded:
     """The state to start from, and the interrupted occurrence to run first (if any)."""
 

@@ -8,13 +8,14 @@ pydantic models built in ``_state_json``, imported the first time one is needed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self
 
 from ._document import EXTRA, NEWER_SCHEMA, SCHEMA_VERSION, Document
 from ._document import field as document_field
 from ._enums import RunSkipReason, RunStatus, SchedulerStopReason, TriggerSource
+from ._records import record
 from ._time import format_utc
 
 if TYPE_CHECKING:
@@ -337,7 +338,7 @@ def parse_document(raw: str | bytes, job_id: str, revision: int = 0) -> JobState
     return state.with_revision(revision)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RunRecord:
     """One completed run (all its attempts)."""
 
@@ -369,7 +370,7 @@ class RunRecord:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SchedulerReport:
     """What one ``Scheduler.run`` did: final state, recent runs, skips, and why it stopped."""
 

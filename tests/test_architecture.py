@@ -40,6 +40,7 @@ LAYERS: dict[str, set[str]] = {
         "_spec",
         "_explain",
         "_slots",
+        "_records",
     },
     "clock": {"_clock"},
     "backends": {
