@@ -22,7 +22,16 @@ if TYPE_CHECKING:
     from pydantic import GetCoreSchemaHandler
     from pydantic_core import CoreSchema
 
-__all__ = ["SCHEMA_VERSION", "InFlight", "JobState", "OpenRun", "RunRecord", "SchedulerReport"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "InFlight",
+    "JobState",
+    "OpenRun",
+    "RunRecord",
+    "SchedulerReport",
+    "StateDocumentError",
+    "parse_document",
+]
 
 _new_object = object.__new__
 _set_attribute = object.__setattr__
