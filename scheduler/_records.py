@@ -41,8 +41,9 @@ def record(cls: type[T]) -> type[T]:
     hashed = [f.name for f in every if (f.compare if f.hash is None else f.hash)]
     made._record_hashed = _getter(hashed)
     made._record_shown = tuple(f.name for f in every if f.repr)
+    if "__init__" not in cls.__dict__:  # the class's own methods win, as with dataclass
+        made.__init__ = _compiled_init(made)
     shared = {
-        "__init__": _compiled_init(made),
         "__repr__": _repr,
         "__eq__": _eq,
         "__hash__": _hash,
@@ -52,7 +53,7 @@ def record(cls: type[T]) -> type[T]:
         "__setstate__": _setstate,
     }
     for name, method in shared.items():
-        if name not in cls.__dict__:  # the class's own methods win, as with dataclass
+        if name not in cls.__dict__:
             setattr(made, name, method)
     built: type[T] = made
     return built
