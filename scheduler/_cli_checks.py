@@ -79,13 +79,14 @@ async def _retrying(what: str, attempt: Any, timeout: float, retry_if: Any) -> A
         try:
             return await asyncio.wait_for(attempt(), _PROBE_DEADLINE)
         except Exception as exc:
-            if not retry_if(exc) or loop.time() + delay > deadline:
+            left = deadline - loop.time()
+            if not retry_if(exc) or left <= 0:
                 raise
             if not warned:
                 say(logging.WARNING, "startup_waiting", f"{what} is not reachable yet; retrying for up to "
                     f"{timeout:g}s: {' '.join(str(exc).split())[:200]}", target=what, timeout=timeout)  # fmt: skip
                 warned = True
-            await asyncio.sleep(delay)
+            await asyncio.sleep(min(delay, left))  # the last attempt comes at the deadline
             delay = min(delay * 2, _MAX_DELAY)
 
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from ._enums import GuardErrorPolicy, LeaseLostPolicy, TerminalStatePolicy
 from ._errors import InvalidJobError, InvalidJobKind
 from ._job import _enum
+from ._records import record
 from ._time import MAX_DURATION, require_int, to_timedelta, to_zone, wrong_type
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SchedulerConfig:
     """Settings shared by every job a Scheduler runs.
 

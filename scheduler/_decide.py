@@ -6,19 +6,19 @@ from counts and jumps (``Schedule.due``), so a year of downtime costs the same a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 from zoneinfo import ZoneInfo
 
 from ._enums import MissedRunPolicy, OverlapPolicy, RunSkipReason
 from ._jitter import jitter_delay
+from ._records import record
 from ._schedules import Schedule
 
 ONE_MICROSECOND = timedelta(microseconds=1)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Drop:
     """A run of consecutive consumed occurrences that will not run, for one reason."""
 
@@ -28,7 +28,7 @@ class Drop:
     last: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Decision:
     """What to do with the occurrences due at ``now``.
 
@@ -44,8 +44,10 @@ class Decision:
     next_run_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Policies:
+    """The job's settings that decide what runs when."""
+
     schedule: Schedule
     zone: ZoneInfo
     missed: MissedRunPolicy

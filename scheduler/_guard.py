@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from ._enums import GuardScope
+from ._records import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ExecutionSlot:
     """What a run wants exclusive use of."""
 
@@ -19,7 +19,7 @@ class ExecutionSlot:
     scheduled_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ExecutionLease:
     """A held slot. ``fencing_token`` strictly increases per resource (None: no-op guard).
 
@@ -40,7 +40,7 @@ class ExecutionLease:
 MAX_RENEW_CALL_TIMEOUT = timedelta(seconds=5)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LeaseTiming:
     """Deadlines that keep a renewing holder from outliving its lease.
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
+
+from ._records import record
 
 
 class CommandKind(Enum):
@@ -18,8 +19,10 @@ class CommandKind(Enum):
     TRIGGER_NOW = "trigger_now"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Command:
+    """One control command (``grace``: how long a shutdown lets active runs finish)."""
+
     kind: CommandKind
     grace: timedelta | None = None
 

@@ -7,7 +7,6 @@ restarted process, all choose the same delay for the same occurrence.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import warnings
 from datetime import UTC, datetime, timedelta
@@ -29,6 +28,8 @@ def jitter_delay(job_id: str, scheduled_at: datetime, jitter: timedelta) -> time
         return timedelta(0)
     instant = require_aware(scheduled_at, "scheduled_at").astimezone(UTC)
     key = f"{job_id}\x00{instant.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}".encode("utf-8", "surrogatepass")
+    import hashlib  # here: only jobs with a jitter need it, and it costs more to import than the rest
+
     fraction = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
     micros = jitter // timedelta(microseconds=1)
     return timedelta(microseconds=micros * fraction // _SPACE)

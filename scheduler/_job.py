@@ -10,7 +10,6 @@ import random
 import threading
 import unicodedata
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Self, TypeVar
@@ -19,6 +18,7 @@ from zoneinfo import ZoneInfo
 from ._enums import GuardScope, MissedRunPolicy, OverlapPolicy, TriggerSource
 from ._errors import InvalidJobError, InvalidJobKind
 from ._jitter import check_jitter
+from ._records import record
 from ._schedules import Schedule
 from ._time import bounded_duration, require_int, wrong_type
 from ._window import JobTimeWindow
@@ -27,7 +27,7 @@ MAX_JOB_ID_LENGTH = 256
 E = TypeVar("E", bound=StrEnum)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RunContext:
     """Facts about the run an attempt belongs to."""
 
@@ -42,7 +42,7 @@ class RunContext:
     resumed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TaskContext:
     """What a task receives: the run's facts and the job's dependencies (same object every call)."""
 
@@ -56,7 +56,7 @@ class TaskKind(StrEnum):
     BLOCKING = "blocking"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Task:
     """The work of a job. Build with ``from_async``, ``from_sync`` or ``from_blocking``."""
 
@@ -133,7 +133,7 @@ async def _in_daemon_thread(fn: Callable[[TaskContext], Any], ctx: TaskContext) 
     await future
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RetryPolicy:
     """Retry failed or timed-out attempts of the same occurrence with exponential backoff."""
 
@@ -212,7 +212,7 @@ def check_job_id(job_id: object, what: str = "job_id") -> str:
     return job_id
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Job:
     """One job: an id (the key of its persisted state), a schedule, a task and its policies."""
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -14,10 +13,11 @@ from ._errors import ExecutionGuardError, ExecutionGuardErrorKind
 from ._execution import Trigger
 from ._guard import ExecutionGuard, ExecutionLease, ExecutionSlot
 from ._job import Job
+from ._records import record
 from .events import ExecutionGuardAcquired, ExecutionGuardContended, SchedulerEvent
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Admission:
     """The guard's answer for one trigger: run (with ``lease``, or without one) or skip."""
 

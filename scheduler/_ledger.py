@@ -8,12 +8,12 @@ and order every store applies to a job's entries).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._enums import RunSkipReason, RunStatus, TriggerSource
+from ._records import record
 from ._slots import slot_filler
 from ._time import format_utc
 
@@ -55,7 +55,7 @@ def _aware(value: datetime, what: str) -> datetime:
     return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LedgerEntry:
     """One occurrence (or one range of occurrences, ``count`` > 1) and what became of it.
 
@@ -220,7 +220,7 @@ _DEFAULTS: dict[str, Any] = {
 
 
 _build_entry = slot_filler(LedgerEntry)
-assert tuple(_DEFAULTS) == LedgerEntry.__slots__, "_DEFAULTS lists every field in declaration order"
+assert tuple(_DEFAULTS) == LedgerEntry.__slots__, "_DEFAULTS lists every field in order"  # type: ignore[attr-defined]
 
 
 @runtime_checkable

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,13 +14,14 @@ from ._execution import Trigger
 from ._job import Job
 from ._ledger import LedgerEntry, LedgerFate
 from ._persist import Persistence
+from ._records import record
 from ._schedules import AtTimes, Interval
 from ._spec import interval_anchor, schedule_spec
 from ._state import JobState, OpenRun
 from .events import SchedulerEvent, StateLoaded, StateReconciled, StateRepaired
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Loaded:
     """The state to start from, and the interrupted occurrence to run first (if any)."""
 
@@ -53,8 +53,8 @@ def describe(job: Job, zone: ZoneInfo, stored: dict[str, Any] | None, next_run_a
 
 def new_state(job: Job, zone: ZoneInfo, now: datetime) -> JobState:
     first = None if job.max_runs == 0 else job.schedule.first(now, zone)
-    return JobState(
-        job_id=job.job_id,
+    return JobState.initial(
+        job.job_id,
         next_run_at=first,
         schedule_fingerprint=job.schedule.fingerprint(zone),
         schedule_spec=describe(job, zone, None, first),

@@ -154,7 +154,7 @@ class _Loop:
             job.missed_run_policy is MissedRunPolicy.REPLAY_ALL
             and job.overlap_policy is not OverlapPolicy.ALLOW_PARALLEL
         )
-        self.s = Session(state=JobState(job_id=job.job_id), history=deque(maxlen=self.config.history_limit))
+        self.s = Session(state=JobState.initial(job.job_id), history=deque(maxlen=self.config.history_limit))
         self.stopping = asyncio.Event()  # set once: runs stop retrying
         self.releases: set[asyncio.Task[None]] = set()
         self.rng = random.Random()
@@ -597,7 +597,7 @@ class _Loop:
                 return Dispatched.SKIPPED
             lease = admission.lease
         if self.config.resume_interrupted:
-            flight = InFlight(occurrence=trigger.scheduled_at, started_at=self.clock.now(), attempt=1)
+            flight = InFlight.trusted(trigger.scheduled_at, self.clock.now(), 1)
             try:
                 await self.save_merged(lambda st: st.started(flight), "consume")
             except BaseException:

@@ -8,7 +8,6 @@ evaluated in when it has none of its own (only ``Cron`` cares).
 from __future__ import annotations
 
 import bisect
-import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -190,6 +189,8 @@ class AtTimes(Schedule):
         return self.times[bisect.bisect_left(self.times, first_due) + n - 1]
 
     def fingerprint(self, zone: ZoneInfo) -> str:
+        import hashlib  # here: only AtTimes needs it, and it costs more to import than this module
+
         digest = hashlib.sha256("|".join(t.isoformat() for t in self.times).encode()).hexdigest()
         return f"at:{len(self.times)}:{digest[:16]}"
 

@@ -1,63 +1,126 @@
-"""Persisted state (JobState), run records and the report ``Scheduler.run`` returns."""
+"""Persisted state (JobState), run records and the report ``Scheduler.run`` returns.
+
+JobState, InFlight and OpenRun are light frozen classes: the run loop derives states from
+values it computed itself, without validation, and never imports pydantic. Whatever comes
+from outside (the public constructor, ``model_validate``, a stored document) is validated by
+pydantic models built in ``_state_json``, imported the first time one is needed.
+"""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from dataclasses import field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, field_validator
-from pydantic_core import PydanticCustomError
-
+from ._document import EXTRA, NEWER_SCHEMA, SCHEMA_VERSION, Document
+from ._document import field as document_field
 from ._enums import RunSkipReason, RunStatus, SchedulerStopReason, TriggerSource
+from ._records import record
 from ._time import format_utc
 
-#: Bumped only by a breaking change of the document; additive fields keep it (readers preserve
-#: unknown fields) and a reader refuses a document with a higher version.
-SCHEMA_VERSION = 1
-_NEWER_SCHEMA = "newer_schema"
-_FRACTION = re.compile(r"(\.\d{6})\d+")
+if TYPE_CHECKING:
+    from pydantic import GetCoreSchemaHandler
+    from pydantic_core import CoreSchema
 
-
-def _parse_instant(value: Any) -> Any:
-    """Accept RFC 3339 with up to 9 fractional digits (the reference system writes 9)."""
-    if isinstance(value, str):
-        value = _FRACTION.sub(r"\1", value.strip())
-        value = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
-    if isinstance(value, datetime):
-        # Stored documents are UTC; a naive value in one can only mean UTC.
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return value
-
-
-Instant = Annotated[
-    datetime,
-    BeforeValidator(_parse_instant),
-    PlainSerializer(format_utc, return_type=str, when_used="json"),
+__all__ = [
+    "SCHEMA_VERSION",
+    "InFlight",
+    "JobState",
+    "OpenRun",
+    "RunRecord",
+    "SchedulerReport",
+    "StateDocumentError",
+    "parse_document",
 ]
 
+_new_object = object.__new__
+_set_attribute = object.__setattr__
 
-class InFlight(BaseModel):
+
+class _ModelFields:
+    """``model_fields``: pydantic's field descriptions, from the twin model (built on first use)."""
+
+    def __get__(self, instance: object, owner: type[Document]) -> dict[str, Any]:
+        from . import _state_json
+
+        return _state_json.model_of(owner).model_fields
+
+
+class _Stored(Document):
+    """A document with pydantic's surface, served by its twin model in ``_state_json``."""
+
+    model_fields = _ModelFields()
+
+    def __init__(self, **data: Any) -> None:
+        """Validated exactly as a stored document is (pydantic's ``ValidationError`` if not valid)."""
+        from . import _state_json
+
+        _set_attribute(self, "__dict__", _state_json.validated_values(type(self), data))
+
+    @classmethod
+    def model_validate(
+        cls, obj: Any, *, strict: bool | None = None, from_attributes: bool | None = None, context: Any = None
+    ) -> Self:
+        if isinstance(obj, cls):
+            return obj
+        from . import _state_json
+
+        return _state_json.validate(cls, obj, strict=strict, from_attributes=from_attributes, context=context)
+
+    @classmethod
+    def model_validate_json(
+        cls, json_data: str | bytes | bytearray, *, strict: bool | None = None, context: Any = None
+    ) -> Self:
+        from . import _state_json
+
+        return _state_json.validate_json(cls, json_data, strict=strict, context=context)
+
+    @classmethod
+    def model_json_schema(cls, **options: Any) -> dict[str, Any]:
+        from . import _state_json
+
+        return _state_json.model_of(cls).model_json_schema(**options)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: type[Any], handler: GetCoreSchemaHandler) -> CoreSchema:
+        """Lets these classes be fields of the user's own pydantic models."""
+        from . import _state_json
+
+        return _state_json.core_schema_of(cls, handler)
+
+    def model_dump(self, **options: Any) -> dict[str, Any]:
+        """As pydantic's ``model_dump`` (``mode="json"`` for JSON-ready values)."""
+        from . import _state_json
+
+        return _state_json.to_model(self).model_dump(**options)
+
+    def model_dump_json(self, **options: Any) -> str:
+        from . import _state_json
+
+        return _state_json.to_model(self).model_dump_json(**options)
+
+
+class InFlight(_Stored):
     """The occurrence a process was running when it saved (``resume_interrupted``)."""
 
-    model_config = ConfigDict(frozen=True, extra="allow")
-
-    occurrence: Instant
-    started_at: Instant
+    occurrence: datetime
+    started_at: datetime
     attempt: int = 1
 
+    @classmethod
+    def trusted(cls, occurrence: datetime, started_at: datetime, attempt: int) -> InFlight:
+        """Built from the scheduler's own values: skips validation."""
+        return cls._trusted({"occurrence": occurrence, "started_at": started_at, "attempt": attempt})
 
-class OpenRun(BaseModel):
+
+class OpenRun(_Stored):
     """An occurrence consumed to run whose outcome is not stored yet (kept while a ledger is on).
 
     Saved with the save that consumed it and removed by the save of its outcome, so a
     process that finds one for a dead process on restart knows the run never reported.
     """
 
-    model_config = ConfigDict(frozen=True, extra="allow")
-
-    occurrence: Instant
+    occurrence: datetime
     instance: str
     trigger_count: int = 0
     source: TriggerSource = TriggerSource.SCHEDULED
@@ -75,83 +138,69 @@ class OpenRun(BaseModel):
             "trigger_count": trigger_count,
             "source": source,
             "catch_up": catch_up,
+            EXTRA: None,
         }
         _set_attribute(new, "__dict__", values)
-        _set_attribute(new, "__pydantic_fields_set__", _OPEN_RUN_FIELDS)
-        _set_attribute(new, "__pydantic_extra__", None)
-        _set_attribute(new, "__pydantic_private__", None)
         return new
 
 
-_OPEN_RUN_FIELDS = frozenset(OpenRun.model_fields)
-_new_object = object.__new__
-_set_attribute = object.__setattr__
-
-
-class JobState(BaseModel):
+class JobState(_Stored):
     """Everything the scheduler persists about a job, keyed by ``job_id``.
 
     The first six fields alone are a valid document (the reference system's format). Unknown
     fields (written by a newer release of the same ``schema_version``) are kept and written
     back unchanged; a document with a higher ``schema_version`` is refused. ``next_run_at``
-    None means terminal: nothing left to run.
+    None means terminal: nothing left to run. Counters are never negative; instants are UTC.
 
     ``revision`` is not part of the document: it is the store's version counter of the stored
     document (0 = never stored), set by ``load`` and passed back to conditional saves. Two
     states are equal when their content is; the revision does not take part.
     """
 
-    model_config = ConfigDict(frozen=True, extra="allow")
-
     job_id: str
-    trigger_count: int = Field(default=0, ge=0)
-    last_run_at: Instant | None = None
-    last_success_at: Instant | None = None
-    next_run_at: Instant | None = None
+    trigger_count: int = 0
+    last_run_at: datetime | None = None
+    last_success_at: datetime | None = None
+    next_run_at: datetime | None = None
     last_error: str | None = None
     last_status: RunStatus | None = None
-    consecutive_failures: int = Field(default=0, ge=0)
+    consecutive_failures: int = 0
     schedule_fingerprint: str | None = None
     in_flight: InFlight | None = None
     #: The schedule and window in machine-readable form plus words (tools describe the job
     #: from it without its flags).
     schedule_spec: dict[str, Any] | None = None
     #: Runs that started (each counted when its outcome is saved).
-    runs_started: int = Field(default=0, ge=0)
+    runs_started: int = 0
     #: Consumed occurrences that did not run, by reason (``RunSkipReason`` values).
-    skips: dict[str, int] = Field(default_factory=dict)
-    last_skip_at: Instant | None = None
+    skips: dict[str, int] = document_field(default_factory=dict)
+    last_skip_at: datetime | None = None
     last_skip_reason: RunSkipReason | None = None
     #: Runs that never reported (their process died), found on a restart.
-    interrupted: int = Field(default=0, ge=0)
+    interrupted: int = 0
     open_runs: tuple[OpenRun, ...] = ()
     schema_version: int = SCHEMA_VERSION
-    revision: int = Field(default=0, ge=0, exclude=True)
+    revision: int = 0
 
-    @field_validator("schema_version")
+    _hashed = ("job_id", "trigger_count", "next_run_at")
+
     @classmethod
-    def _supported_version(cls, value: int) -> int:
-        if value > SCHEMA_VERSION:
-            raise PydanticCustomError(
-                _NEWER_SCHEMA,
-                "schema_version {version} is newer than {supported}, the newest this release reads",
-                {"version": value, "supported": SCHEMA_VERSION},
-            )
-        return value
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, JobState):
-            return NotImplemented
-        mine = {k: v for k, v in self.__dict__.items() if k != "revision"}
-        theirs = {k: v for k, v in other.__dict__.items() if k != "revision"}
-        return mine == theirs and (self.__pydantic_extra__ or {}) == (other.__pydantic_extra__ or {})
-
-    def __hash__(self) -> int:
-        return hash((self.job_id, self.trigger_count, self.next_run_at))
+    def initial(
+        cls,
+        job_id: str,
+        *,
+        next_run_at: datetime | None = None,
+        schedule_fingerprint: str | None = None,
+        schedule_spec: dict[str, Any] | None = None,
+    ) -> JobState:
+        """A job's first state, from the scheduler's own values (no validation)."""
+        values: dict[str, Any] = {"job_id": job_id, "next_run_at": next_run_at}
+        values.update(schedule_fingerprint=schedule_fingerprint, schedule_spec=schedule_spec)
+        return cls._trusted(values)
 
     # -- transitions: the only ways the scheduler derives a new state ---------------------
     # Typed so mypy sees every change; values come from the scheduler itself, so they skip
-    # pydantic's validation (a test pins each one to the validated ``model_copy`` result).
+    # validation (a test pins each one to the validated ``model_copy`` result).
 
     def consumed(self, trigger_count: int, next_run_at: datetime | None, opened: OpenRun | None = None) -> JobState:
         """Occurrences were consumed: the new count and where the schedule continues.
@@ -235,18 +284,9 @@ class JobState(BaseModel):
             raise TypeError(f"JobState has no field {unknown[0]!r}")
         values = self.__dict__.copy()
         values.update(changes)
-        fields_set = self.__pydantic_fields_set__
-        if not changes.keys() <= fields_set:
-            fields_set = fields_set | changes.keys()
-        return self._copy_of(values, fields_set)
-
-    def _copy_of(self, values: dict[str, Any], fields_set: set[str] | frozenset[str]) -> JobState:
         new = _new_object(JobState)
-        # Frozen: the copy may share the (never mutated) fields-set and extra-fields objects.
+        # Frozen: the copy may share the (never mutated) values, the extra fields included.
         _set_attribute(new, "__dict__", values)
-        _set_attribute(new, "__pydantic_fields_set__", fields_set)
-        _set_attribute(new, "__pydantic_extra__", self.__pydantic_extra__)
-        _set_attribute(new, "__pydantic_private__", None)
         return new
 
     def with_revision(self, revision: int) -> JobState:
@@ -255,10 +295,9 @@ class JobState(BaseModel):
             return self
         values = self.__dict__.copy()
         values["revision"] = revision
-        fields_set = self.__pydantic_fields_set__
-        if "revision" not in fields_set:
-            fields_set = fields_set | _REVISION
-        return self._copy_of(values, fields_set)
+        new = _new_object(JobState)
+        _set_attribute(new, "__dict__", values)
+        return new
 
     def to_json(self) -> str:
         """The stored document: every field but ``revision``, unknown fields included."""
@@ -269,8 +308,7 @@ class JobState(BaseModel):
         return cls.model_validate_json(text)
 
 
-_FIELD_NAMES = frozenset(JobState.model_fields)
-_REVISION = frozenset({"revision"})
+_FIELD_NAMES = frozenset(JobState._fields)
 
 
 def _without(runs: tuple[OpenRun, ...], occurrence: datetime) -> tuple[OpenRun, ...]:
@@ -290,12 +328,16 @@ def parse_document(raw: str | bytes, job_id: str, revision: int = 0) -> JobState
 
     A newer ``schema_version`` is named first, whatever else the document holds.
     """
+    from pydantic import ValidationError
+
+    from . import _state_json
+
     try:
-        state = JobState.model_validate_json(raw)
+        state = _state_json.validate_json(JobState, raw)
     except ValidationError as exc:
         # Summarise without the input: the stored value could be huge or sensitive.
         errors = exc.errors(include_input=False, include_url=False)
-        newer = [e for e in errors if e["type"] == _NEWER_SCHEMA]
+        newer = [e for e in errors if e["type"] == NEWER_SCHEMA]
         if newer:
             raise StateDocumentError(f"refusing a document from a newer release: {newer[0]['msg']}") from exc
         summary = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'document'}: {e['msg']}" for e in errors[:3])
@@ -305,7 +347,7 @@ def parse_document(raw: str | bytes, job_id: str, revision: int = 0) -> JobState
     return state.with_revision(revision)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RunRecord:
     """One completed run (all its attempts)."""
 
@@ -337,7 +379,7 @@ class RunRecord:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SchedulerReport:
     """What one ``Scheduler.run`` did: final state, recent runs, skips, and why it stopped."""
 

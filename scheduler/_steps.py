@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
 from ._config import SchedulerConfig
 from ._enums import SchedulerStopReason
 from ._job import Job
+from ._records import record
 from ._schedules import Interval
 
 #: Bounds of the default per-call budget (half the schedule's period, clamped).
@@ -34,19 +34,21 @@ def call_budget(config: SchedulerConfig, job: Job, now: datetime) -> timedelta:
     return min(max(period / 2, MIN_CALL_TIMEOUT), MAX_CALL_TIMEOUT)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Wait:
     """Sleep until ``deadline`` (None: until woken) or until something wakes the loop."""
 
     deadline: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Stop:
+    """End the run for ``reason``."""
+
     reason: SchedulerStopReason
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Continue:
     """Decide again at once."""
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ._ledger import DEFAULT_LEDGER_LIMIT, LedgerEntry, LedgerFate, check_query, select
+from ._records import record
 from ._state import JobState
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ class CombinedGuardStore(Protocol):
     ) -> tuple[bool, bool | ExecutionGuardError, str | None]: ...
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StoreAttachment:
     """What the scheduler hands a store for the duration of ``run``."""
 

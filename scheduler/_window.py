@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, time, tzinfo
 from enum import IntEnum
 from zoneinfo import ZoneInfo
 
 from ._errors import InvalidJobError, InvalidJobKind
+from ._records import record
 from ._time import require_aware, to_zone, wrong_type
 
 
@@ -61,7 +61,7 @@ def _to_time(value: time | str, what: str) -> time:
     raise wrong_type(what, "a datetime.time or 'HH:MM' text", value, InvalidJobKind.TIME_WINDOW)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TimeWindowSegment:
     """Half-open ``[start, end)`` time of day. ``start > end`` crosses midnight."""
 
@@ -93,7 +93,7 @@ def _to_segment(value: object) -> TimeWindowSegment:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class JobTimeWindow:
     """When runs may start. Empty ``weekdays`` = every day; empty ``segments`` = whole day.
 

@@ -6,9 +6,9 @@ that raises is logged and ignored.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, FrozenInstanceError, dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, dataclass_transform
 
 from ._enums import (
     GuardScope,
@@ -49,17 +49,53 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+T = TypeVar("T")
+#: Event classes whose ``__init__`` is still to be written (see ``_write_inits``).
+_WITHOUT_INIT: list[type[Any]] = []
+
+
+@dataclass_transform(kw_only_default=True, frozen_default=True)
+def _event(cls: type[T]) -> type[T]:
+    """A frozen, slotted, keyword-only dataclass, as ``dataclass`` would make it, made cheaply.
+
+    ``dataclass`` compiles each generated method separately; for a frozen class that is three
+    (``__init__``, ``__setattr__``, ``__delattr__``), most of this module's import time. Here the
+    base writes ``__setattr__`` and ``__delattr__`` once, and ``_write_inits`` compiles every
+    class's ``__init__`` in one go at the end of the module.
+    """
+    made = dataclass(slots=True, kw_only=True, eq=False, repr=False, init=False)(cls)
+    _WITHOUT_INIT.append(made)
+    return made
+
+
+@_event
 class SchedulerEvent:
     """Base of every event.
 
     Equality, hash and repr are the ones ``dataclass`` would write for each class (fields in
     order, equal only to the same class), written once here: generating them for every event
-    class made importing this module cost several times more.
+    class made importing this module cost several times more. So are ``__setattr__`` and
+    ``__delattr__`` (an event is frozen) and the pickling methods of a frozen slotted dataclass.
     """
+
+    if TYPE_CHECKING:
+        __dataclass_fields__: ClassVar[dict[str, Any]]
 
     job_id: str
     at: datetime
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return self._values()
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        for name, value in zip(self.__dataclass_fields__, state, strict=True):
+            object.__setattr__(self, name, value)
 
     def _values(self) -> tuple[Any, ...]:
         return tuple([getattr(self, name) for name in self.__dataclass_fields__])
@@ -96,7 +132,7 @@ class SchedulerEvent:
         return out
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+@_event
 class StateLoaded(SchedulerEvent):
     """The job's state was read (``RESTORED``), created (``NEW``) or repaired (``REPAIRED``)."""
 
@@ -105,7 +141,7 @@ class StateLoaded(SchedulerEvent):
     next_run_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+@_event
 class StateRepaired(SchedulerEvent):
     """An interval job's stored state had no next run though the job is not finished: it runs
     again one interval from now."""
@@ -115,7 +151,7 @@ class StateRepaired(SchedulerEvent):
     repaired_next_run_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+@_event
 class StateReconciled(SchedulerEvent):
     """The schedule changed since the state was saved: the next run follows the new one."""
 
@@ -123,7 +159,7 @@ class StateReconciled(SchedulerEvent):
     next_run_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+@_event
 class StateConflict(SchedulerEvent):
     """Another process changed the stored state since this one last read it.
 
@@ -137,7 +173,7 @@ class StateConflict(SchedulerEvent):
     next_run_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+@_event
 class TriggerEmitted(SchedulerEvent):
     """An occurrence (or a manual trigger) is about to start; ``delay`` is its start jitter."""
 
@@ -148,7 +184,7 @@ class TriggerEmitted(SchedulerEvent):
     delay: timedelta = timedelta(0)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+@_event
 class RunStarted(SchedulerEvent):
     """An attempt of a run starts (``attempt`` counts from 1)."""
 
@@ -158,7 +194,7 @@ class RunStarted(SchedulerEvent):
     attempt: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+@_event
 class RunRetrying(SchedulerEvent):
     """An attempt failed; the next one starts after ``delay``."""
 
@@ -168,7 +204,7 @@ class RunRetrying(SchedulerEvent):
     error: str | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+@_event
 class RunCompleted(SchedulerEvent):
     """A run finished: its status, error and attempts."""
 
@@ -181,7 +217,7 @@ class RunCompleted(SchedulerEvent):
     started_at: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+@_event
 class RunSkipped(SchedulerEvent):
     """A consumed occurrence did not run; ``reason`` says why."""
 
@@ -191,7 +227,7 @@ class RunSkipped(SchedulerEvent):
     reason: RunSkipReason
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+@_event
 class RunsMissed(SchedulerEvent):
     """Many consumed occurrences dropped at once (after downtime), reported as one event."""
 
@@ -201,7 +237,7 @@ class RunsMissed(SchedulerEvent):
     reason: RunSkipReason
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+@_event
 class _GuardEvent(SchedulerEvent):
     """Fields shared by the execution guard's events."""
 
@@ -212,26 +248,26 @@ class _GuardEvent(SchedulerEvent):
     fencing_token: int | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+@_event
 class ExecutionGuardAcquired(_GuardEvent):
     """``key`` is None when the guard failed and the run went ahead without a lease."""
 
     without_lease: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+@_event
 class ExecutionGuardContended(_GuardEvent):
     """Another process holds the lease: this occurrence does not run here."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+@_event
 class ExecutionGuardRenewed(_GuardEvent):
     """The lease was renewed (``renewal_count`` so far)."""
 
     renewal_count: int = 0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+@_event
 class ExecutionGuardRenewFailed(_GuardEvent):
     """A renewal call failed; it is retried while the lease is safely held."""
 
@@ -239,7 +275,7 @@ class ExecutionGuardRenewFailed(_GuardEvent):
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+@_event
 class ExecutionGuardLost(_GuardEvent):
     """The lease can no longer be trusted to be held (expired or taken)."""
 
@@ -248,21 +284,21 @@ class ExecutionGuardLost(_GuardEvent):
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+@_event
 class ExecutionGuardReleased(_GuardEvent):
     """The lease was released after the run."""
 
     renewal_count: int = 0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+@_event
 class ExecutionGuardReleaseFailed(_GuardEvent):
     """The release failed, or the lease was already gone."""
 
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+@_event
 class StoreDegraded(SchedulerEvent):
     """A store call failed (``operation``); the job goes on as the store allows."""
 
@@ -270,33 +306,63 @@ class StoreDegraded(SchedulerEvent):
     error: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+@_event
 class StoreRecovered(SchedulerEvent):
     """The primary store answers again; ``written_back`` states were written back to it."""
 
     written_back: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+@_event
 class TerminalStateDeleted(SchedulerEvent):
     """Nothing is left to run and the state was deleted (``terminal_state_policy``)."""
 
     trigger_count: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+@_event
 class SchedulerPaused(SchedulerEvent):
     """``pause()`` took effect."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+@_event
 class SchedulerResumed(SchedulerEvent):
     """``resume()`` took effect."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+@_event
 class SchedulerStopped(SchedulerEvent):
     """``Scheduler.run`` is about to return; ``reason`` says why."""
 
     reason: SchedulerStopReason
     trigger_count: int
+
+
+def _write_inits(classes: list[type[Any]]) -> None:
+    """Give each class the ``__init__`` a frozen keyword-only dataclass has, compiled at once.
+
+    Each field is set through its slot's descriptor (the class refuses assignment).
+    """
+    scope: dict[str, Any] = {}
+    source = []
+    for i, cls in enumerate(classes):
+        params, body = [], []
+        for j, f in enumerate(fields(cls)):
+            if f.default_factory is not MISSING:
+                raise TypeError(f"{cls.__name__}.{f.name}: events take plain defaults only")
+            default = "" if f.default is MISSING else f"=__d{i}_{j}"
+            scope[f"__d{i}_{j}"] = f.default
+            scope[f"__s{i}_{j}"] = getattr(cls, f.name).__set__
+            params.append(f"{f.name}{default}")
+            body.append(f"    __s{i}_{j}(__self__, {f.name})\n")
+        source.append(f"def __init{i}__(__self__, *, {', '.join(params)}):\n{''.join(body)}")
+    exec("".join(source), scope)  # built from field names only
+    for i, cls in enumerate(classes):
+        init = scope[f"__init{i}__"]
+        init.__qualname__ = f"{cls.__qualname__}.__init__"
+        init.__annotations__ = {f.name: f.type for f in fields(cls)} | {"return": None}
+        cls.__init__ = init
+    classes.clear()
+
+
+_write_inits(_WITHOUT_INIT)

@@ -31,6 +31,8 @@ LAYERS: dict[str, set[str]] = {
         "_errors",
         "_enums",
         "_state",
+        "_state_json",
+        "_document",
         "events",
         "_duration",
         "_jitter",
@@ -38,6 +40,7 @@ LAYERS: dict[str, set[str]] = {
         "_spec",
         "_explain",
         "_slots",
+        "_records",
     },
     "clock": {"_clock"},
     "backends": {

@@ -365,7 +365,9 @@ def test_bad_usage_is_one_line_and_exit_2(env: dict[str, str], args: list[str], 
 
 
 def test_unreachable_store_exits_1_without_the_password(env: dict[str, str]) -> None:
-    for command in (["run", "--job-id", "x", "--every", "1s", "--", "true"], ["status", "--job-id", "x"]):
+    # A short startup wait: the default (30 s of retries) equals the subprocess timeout here.
+    run = ["run", "--job-id", "x", "--every", "1s", "--startup-timeout", "1s", "--", "true"]
+    for command in (run, ["status", "--job-id", "x"]):
         result = cli(env, *command[:1], "--state", "redis://user:s3cretpw@127.0.0.1:1/0", *command[1:])
         assert result.returncode == 1, result.stderr
         assert "s3cretpw" not in result.stdout + result.stderr

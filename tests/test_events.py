@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import inspect
+import pickle
 import typing
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -66,3 +69,14 @@ def test_events_of_two_classes_with_the_same_fields_differ() -> None:
 
     assert paused != events.SchedulerResumed(job_id="j", at=AT)
     assert paused == events.SchedulerPaused(job_id="j", at=AT)
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_an_event_pickles_and_copies(cls: type[events.SchedulerEvent]) -> None:
+    event = _sample(cls)
+    for twin in (pickle.loads(pickle.dumps(event)), copy.copy(event), copy.deepcopy(event)):
+        assert twin == event
+        assert type(twin) is cls
+    parameters = inspect.signature(cls).parameters
+    assert list(parameters) == [f.name for f in dataclasses.fields(cls)]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters.values())
