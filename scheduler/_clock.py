@@ -75,26 +75,39 @@ class SystemClock:
         return datetime.now(UTC)
 
     async def sleep_until(self, instant: datetime) -> None:
-        spin_window = -1.0  # set from the wait's length on the first pass
+        window = self.spin_window(instant)
         while True:
-            remaining = (instant - datetime.now(UTC)).total_seconds()
-            if remaining <= 0:
+            delay = self.pause(instant, window)
+            if delay is None:
                 return
-            if spin_window < 0:
-                spin_window = min(SPIN_WINDOW_SECONDS, remaining * SPIN_SHARE)
-            if remaining > SPIN_SECONDS:
-                margin = LONG_WAIT_MARGIN_SECONDS if remaining > LONG_WAIT_SECONDS else EARLY_WAKE_SECONDS
-                ms = _timer_ms(min(remaining - margin, WALL_CLOCK_CHECK_SECONDS))
-                if ms > 0:
-                    # 1 µs less, so the loop's own ceil() lands on ``ms`` and not on ``ms + 1``.
-                    await asyncio.sleep(ms * 1e-3 - 1e-6)
-                    continue
-            if remaining > spin_window:
-                # A nap ends 0.05-0.25 ms late (timer slack, wake-up latency): inside the
-                # spin window, which the yields below then finish exactly.
-                time.sleep(min(remaining - spin_window, NAP_SECONDS))  # noqa: ASYNC251 (bounded, deliberate)
-            # The loop keeps serving other tasks between naps and during the final yields.
-            await asyncio.sleep(0)
+            await asyncio.sleep(delay)
+
+    def spin_window(self, instant: datetime) -> float:
+        """How long the end of a wait for ``instant`` that starts now is spent yielding."""
+        return min(SPIN_WINDOW_SECONDS, (instant - datetime.now(UTC)).total_seconds() * SPIN_SHARE)
+
+    def pause(self, instant: datetime, spin_window: float) -> float | None:
+        """One step of a wait for ``instant``: None once it has come, otherwise the loop wait
+        to do next (seconds of timer, or 0: a zero-length yield), after napping if that is due.
+
+        The run loop drives its waits with this directly (it must also stop when woken);
+        ``sleep_until`` is the same loop.
+        """
+        remaining = (instant - datetime.now(UTC)).total_seconds()
+        if remaining <= 0:
+            return None
+        if remaining > SPIN_SECONDS:
+            margin = LONG_WAIT_MARGIN_SECONDS if remaining > LONG_WAIT_SECONDS else EARLY_WAKE_SECONDS
+            ms = _timer_ms(min(remaining - margin, WALL_CLOCK_CHECK_SECONDS))
+            if ms > 0:
+                # 1 µs less, so the loop's own ceil() lands on ``ms`` and not on ``ms + 1``.
+                return ms * 1e-3 - 1e-6
+        if remaining > spin_window:
+            # A nap ends 0.05-0.25 ms late (timer slack, wake-up latency): inside the spin
+            # window, which the yields then finish exactly. The loop keeps serving other
+            # tasks between naps and during the final yields.
+            time.sleep(min(remaining - spin_window, NAP_SECONDS))
+        return 0.0
 
     def __repr__(self) -> str:
         return "SystemClock()"
