@@ -174,9 +174,9 @@ async def run_floor(period: float, count: int) -> dict[str, Any]:
 # The spin floor's wait, written here after the documented behaviour of the scheduler's real
 # clock rather than imported from it: aim a loop timer at a whole number of milliseconds that
 # the selector does not round up, ending a little before the instant (a long wait ends a few
-# ms early and a second, short timer finishes it), then nap in short blocking sleeps with a
-# loop turn between them, and yield to the loop for the last stretch (at most 0.25 ms and at
-# most 5 % of the wait) until the instant.
+# ms early and a second, short timer finishes it), then nap in blocking sleeps of at most 1 ms
+# with a loop turn between them (none once a nap has passed the instant), and yield to the
+# loop for the last stretch (at most 0.25 ms and at most 5 % of the wait) until the instant.
 EARLY_WAKE_S = 0.0003
 SPIN_S = EARLY_WAKE_S + 0.001
 LONG_WAIT_S = 0.02
@@ -184,7 +184,7 @@ LONG_WAIT_MARGIN_S = 0.004
 SLICE_S = 1.0
 SPIN_WINDOW_S = 0.00025
 SPIN_SHARE = 0.05
-NAP_S = 0.0005
+NAP_S = 0.001
 
 
 @lru_cache(maxsize=1024)
@@ -217,6 +217,8 @@ async def spin_until(deadline: float) -> None:
                 continue
         if remaining > window:
             time.sleep(min(remaining - window, NAP_S))  # noqa: ASYNC251 (as the scheduler does)
+            if time.monotonic() >= deadline:
+                return
         await asyncio.sleep(0)
 
 

@@ -25,9 +25,10 @@ SPIN_SECONDS = EARLY_WAKE_SECONDS + 0.001
 #: spinning. Before it the thread naps (``time.sleep``), which costs a fraction of the CPU.
 SPIN_WINDOW_SECONDS = 0.00025
 SPIN_SHARE = 0.05
-#: The longest nap: the loop serves nothing while the thread naps, so naps are kept short and
-#: the loop gets a turn between them.
-NAP_SECONDS = 0.0005
+#: The longest nap: the loop serves nothing while the thread naps, so a nap is at most about
+#: one tick of the loop's own timers, and the loop gets a turn between naps. Each nap is a
+#: wake-up of the process (tens of µs of CPU here): one per wait is the aim.
+NAP_SECONDS = 0.001
 #: After a long idle stretch the OS wakes us much later (about 1 ms here after 1 s, as the
 #: CPU has gone into a deep idle state), so a wait longer than this first ends
 #: ``LONG_WAIT_MARGIN_SECONDS`` early, and a second, short timer wait finishes it.

@@ -169,8 +169,11 @@ class _Loop:
 
     # -- waking and control ----------------------------------------------------------------
 
-    def on_run_done(self, _task: asyncio.Task[Outcome]) -> None:
-        self.wake()
+    def on_run_done(self, task: asyncio.Task[Outcome]) -> None:
+        # A step that ran after the task ended may have completed it already: waking the
+        # loop again would only cost it a turn.
+        if task in self.s.active:
+            self.wake()
 
     def wake(self) -> None:
         self._woken = True
