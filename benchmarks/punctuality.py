@@ -223,7 +223,7 @@ async def spin_until(deadline: float) -> None:
 
 
 async def run_spin(period: float, count: int) -> dict[str, Any]:
-    """The spin floor: the early-wake-then-yield wait, then a task timestamped at its first line."""
+    """The spin floor: the early-wake, nap and yield wait, then a task timestamped at its first line."""
     loop = asyncio.get_running_loop()
     pairs: dict[float, float] = {}
     tasks: set[asyncio.Task[None]] = set()
