@@ -121,8 +121,9 @@ def _cpu_note(data: dict[str, Any]) -> str:
     sat = "saturated"
     lines = [
         f"""* **CPU cost of precision.** The wait naps through most of its last millisecond and yields
-  to the loop only for its end (at most 0.25 ms, at most 5 % of the wait). At a 10 ms period the spin floor alone uses {_m(data, spin10, 2)} % of a core, the
-  scheduler {_m(data, lib10, 2)} % and APScheduler 3 {_m(data, aps10, 2)} %: the wait itself costs
+  to the loop only for its end (at most 0.25 ms, at most 5 % of the wait). At a 10 ms period
+  the spin floor alone uses {_m(data, spin10, 2)} % of a core, the scheduler
+  {_m(data, lib10, 2)} % and APScheduler 3 {_m(data, aps10, 2)} %: the wait itself costs
   about what the spin floor shows, the rest is the scheduler's own work per run. At a 1 ms
   interval (paced) the scheduler uses {_m(data, _ovh("paced", "lib", "cpu_pct"), 1)} % of a core
   against APScheduler 3's {_m(data, _ovh("paced", "aps3", "cpu_pct"), 1)} % and the `call_at`
