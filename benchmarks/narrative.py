@@ -61,7 +61,7 @@ read and extend the harness.
   **APScheduler {meta["versions"].get("apscheduler", "?")}** (`AsyncIOScheduler`, interval trigger,
   `coalesce=False`, `misfire_grace_time=None`: every occurrence runs); {aps4_line};
   the **`call_at` floor** (absolute monotonic deadlines, one loop timer and one task per
-  occurrence, nothing else) and the **spin floor** (the same early-wake-then-yield wait as the
+  occurrence, nothing else) and the **spin floor** (the same early-wake, nap and yield wait as the
   scheduler's `SystemClock`, re-implemented in the harness, then a task timestamped at its
   first line). Every peer in a comparison runs the same interval, every occurrence its own run.
 * Lateness = `time.monotonic()` at the task's first line minus the occurrence's scheduled
@@ -104,7 +104,7 @@ def _punctuality_note(data: dict[str, Any]) -> str:
   a millisecond: the `call_at` floor's p50 is {_m(data, _lat("10ms", "floor", "p50_us"))} µs at
   10 ms and {_m(data, _lat("100ms", "floor", "p50_us"))} µs at 100 ms, APScheduler 3's
   {_m(data, _lat("10ms", "aps3", "p50_us"))} µs and {_m(data, _lat("100ms", "aps3", "p50_us"))} µs.
-  The scheduler and the spin floor wake a little early and yield until the instant. At
+  The scheduler and the spin floor wake a little early, nap, and yield until the instant. At
   100 ms the spin floor starts its task {_m(data, spin)} µs after the instant (p50) and the
   scheduler {_m(data, lib)} µs: the difference, {_diff(data, lib, spin)} µs, is the scheduler's
   own path from the end of its wait to the task's first line. uvloop's timers fire before
@@ -120,9 +120,10 @@ def _cpu_note(data: dict[str, Any]) -> str:
     lib10, spin10, aps10 = (_lat("10ms", p, "cpu_pct") for p in ("lib", "spin", "aps3"))
     sat = "saturated"
     lines = [
-        f"""* **CPU cost of precision.** The yield loop burns CPU for the fraction of a millisecond it
-  waits. At a 10 ms period the spin floor alone uses {_m(data, spin10, 2)} % of a core, the
-  scheduler {_m(data, lib10, 2)} % and APScheduler 3 {_m(data, aps10, 2)} %: the wait itself costs
+        f"""* **CPU cost of precision.** The wait naps through most of its last millisecond and yields
+  to the loop only for its end (at most 0.25 ms, at most 5 % of the wait). At a 10 ms period
+  the spin floor alone uses {_m(data, spin10, 2)} % of a core, the scheduler
+  {_m(data, lib10, 2)} % and APScheduler 3 {_m(data, aps10, 2)} %: the wait itself costs
   about what the spin floor shows, the rest is the scheduler's own work per run. At a 1 ms
   interval (paced) the scheduler uses {_m(data, _ovh("paced", "lib", "cpu_pct"), 1)} % of a core
   against APScheduler 3's {_m(data, _ovh("paced", "aps3", "cpu_pct"), 1)} % and the `call_at`
@@ -154,7 +155,7 @@ def _spin_bound(data: dict[str, Any]) -> str:
         return ""
     return (
         " Most of a core at 1 ms means the wait yields to the loop for nearly the whole gap"
-        " between runs: the final yield loop is not bounded by a share of the period."
+        " between runs: the final yields are no longer bounded by a share of the period."
     )
 
 

@@ -3,12 +3,15 @@
     python integration_tests/multi_instance.py [--duration 120] [--url redis://... | valkey+cluster://...]
 
 Timeline (fractions of ``duration``): instance A starts and creates the job state; B and C
-join; D starts late (25 %); B is killed with SIGKILL at 50 % and restarted a second later;
-at 100 % every instance gets SIGTERM (graceful shutdown). B is killed right after it starts
-a run, so one run is in flight. Each run appends ``scheduled_at pid fencing_token lateness``
-to a ledger. The proof: every occurrence of the window started exactly once (zero
-duplicates, zero gaps); the only allowed gap is an occurrence whose lease was live in Valkey
-right after the kill (the run in flight when B died has its ledger line: it counts as started).
+join; D starts late (25 %); at 50 % the instance that starts the next run is killed with
+SIGKILL right after it starts it, so one run is in flight, and restarted a second later; at
+100 % every instance gets SIGTERM (graceful shutdown). The instance that wins a race keeps
+winning while it runs (the others' next conditional saves carry a revision its outcome save
+has moved on), so the kill is what moves the work for sure. Each run appends
+``scheduled_at pid fencing_token lateness`` to a ledger. The proof: every occurrence of the
+window started exactly once (zero duplicates, zero gaps); the only allowed gap is an
+occurrence whose lease was live in Valkey right after the kill (the run in flight when the
+instance died has its ledger line: it counts as started).
 
 Instances use MissedRunPolicy.REPLAY_ALL so that an instance stalled for more than one
 interval replays instead of coalescing: a gap can then only come from the guard, not from a
@@ -123,12 +126,14 @@ def run_proof(url: str, duration: float, workdir: Path) -> ProofResult:
         _sleep_until(started + duration * 0.25)
         spawn("D")
         _sleep_until(started + duration * 0.5)
-        _wait_for_run_of(procs["B"].pid, ledger)  # kill it inside a run: the in-flight case
-        procs["B"].kill()
-        exit_codes.append(procs["B"].wait(WAIT_SECONDS))
+        # Kill the instance that starts the next run, inside it: the in-flight case. It is the
+        # one that won the recent races, so the work must move to another instance.
+        victim = _next_runner({proc.pid: name for name, proc in procs.items()}, ledger) or "B"
+        procs[victim].kill()
+        exit_codes.append(procs[victim].wait(WAIT_SECONDS))
         in_flight = [m.decode().rpartition(":occurrence:")[2] for m in client.zrange(index_key, 0, -1)]
         _sleep_until(started + duration * 0.5 + 1.0)
-        spawn("B")
+        spawn(victim)
         _sleep_until(started + duration)
         stopped_at = datetime.now(UTC)
         for proc in procs.values():
@@ -182,16 +187,19 @@ def _analyse(text: str, in_flight: list[str], stopped_at: datetime, exit_codes: 
     return result
 
 
-def _wait_for_run_of(pid: int, ledger: Path) -> None:
-    """Return as soon as ``pid`` starts a run (best effort: give up after a few seconds)."""
+def _next_runner(names: dict[int, str], ledger: Path) -> str | None:
+    """The name of the instance that starts the next run, as soon as it does (None if no run
+    starts within a few seconds)."""
     with ledger.open() as handle:
         handle.seek(0, os.SEEK_END)
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
             for line in handle.readlines():
-                if line.split()[1:2] == [str(pid)]:
-                    return
+                pid = line.split()[1:2]
+                if pid and pid[0].isdigit() and int(pid[0]) in names:
+                    return names[int(pid[0])]
             time.sleep(0.002)
+    return None
 
 
 def _wait_for(condition: object, what: str) -> None:

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from ._clock import Clock
 from ._enums import RunStatus, TriggerSource
 from ._guard import ExecutionGuard, ExecutionLease, lease_timing
-from ._job import Job, RunContext, TaskContext
+from ._job import Job, RunContext, TaskContext, TaskKind
 from ._slots import slot_filler
 from ._state import RunRecord
 from .events import (
@@ -114,8 +114,12 @@ class Execution:
             None,  # fencing_token: no lease
             t.resumed,
         )
+        task = self.job.task
         try:
-            await self.job.task.invoke(_task_context(run, self.job.deps))
+            if task.kind is TaskKind.ASYNC:  # the common case, without ``invoke``'s frame
+                await task.fn(_task_context(run, self.job.deps))
+            else:
+                await task.invoke(_task_context(run, self.job.deps))
         except asyncio.CancelledError:
             return Outcome(self._record(started, RunStatus.CANCELLED, "cancelled", 1))
         except TimeoutError as exc:  # raised by the task itself: there is no time limit here

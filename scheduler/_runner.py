@@ -160,6 +160,8 @@ class _Loop:
         self.rng = random.Random()
         self._woken = False
         self._wakeup: asyncio.Future[None] | None = None
+        #: The real clock (exactly): its waits are driven by the loop itself (``wait_system``).
+        self.system_clock = self.clock if type(self.clock) is SystemClock else None
 
     def emit(self, event: SchedulerEvent) -> None:
         if self.fanout:
@@ -167,8 +169,11 @@ class _Loop:
 
     # -- waking and control ----------------------------------------------------------------
 
-    def on_run_done(self, _task: asyncio.Task[Outcome]) -> None:
-        self.wake()
+    def on_run_done(self, task: asyncio.Task[Outcome]) -> None:
+        # A step that ran after the task ended may have completed it already: waking the
+        # loop again would only cost it a turn.
+        if task in self.s.active:
+            self.wake()
 
     def wake(self) -> None:
         self._woken = True
@@ -184,6 +189,9 @@ class _Loop:
             await asyncio.sleep(0)  # never spin without yielding to the loop
             return
         loop = asyncio.get_running_loop()
+        if deadline is not None and self.system_clock is not None:
+            await self.wait_system(deadline, self.system_clock, loop)
+            return
         self._wakeup = loop.create_future()
         if deadline is None:
             await self._wakeup
@@ -195,6 +203,26 @@ class _Loop:
                 sleeper.cancel()
         self._wakeup = None
         self._woken = False
+
+    async def wait_system(self, deadline: datetime, clock: SystemClock, loop: asyncio.AbstractEventLoop) -> None:
+        """``wait`` on the real clock, driven here rather than in a task of its own: the step
+        that finds the instant come is this coroutine's, so the run starts with no extra loop
+        turn (a sleeper task would first end, then wake this one)."""
+        window = clock.spin_window(deadline)
+        try:
+            while not self._woken and (delay := clock.pause(deadline, window)) is not None:
+                if delay == 0:
+                    await asyncio.sleep(0)  # wake() needs no future here: it sets _woken
+                else:
+                    self._wakeup = wakeup = loop.create_future()
+                    timer = loop.call_later(delay, _resolve, wakeup)
+                    try:
+                        await wakeup
+                    finally:
+                        timer.cancel()
+                        self._wakeup = None
+        finally:
+            self._woken = False
 
     def on_command(self, command: Command) -> None:
         s = self.s
@@ -721,3 +749,8 @@ class _Loop:
         self.count_skip(drop.reason, drop.count)
         if self.emit_or_none is not None:  # at saturation every decision drops something: stay cheap
             self.emit_or_none(drop_event(self.job.job_id, self.clock.now(), drop, trigger_count))
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
