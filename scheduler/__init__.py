@@ -37,12 +37,13 @@ if TYPE_CHECKING:
         StoreOperation,
     )
     from ._guard import ExecutionGuard, ExecutionLease, ExecutionSlot, NoopExecutionGuard
+    from ._handle import SchedulerHandle
     from ._job import Job, RetryPolicy, RunContext, Task, TaskContext
     from ._ledger import LedgerEntry, LedgerFate, RunLedger
     from ._observers import LogObserver, NoopObserver, SchedulerObserver
     from ._ping import HttpPingObserver
     from ._resilient import ResilientStateStore
-    from ._runner import Scheduler, SchedulerHandle
+    from ._scheduler import Scheduler
     from ._schedules import AtTimes, Interval, Schedule
     from ._sqlite import SqliteStateStore
     from ._state import JobState, RunRecord, SchedulerReport
@@ -53,8 +54,8 @@ if TYPE_CHECKING:
     from .events import SchedulerEvent
 
 _SOURCES: dict[str, str] = {
-    "Scheduler": "._runner",
-    "SchedulerHandle": "._runner",
+    "Scheduler": "._scheduler",
+    "SchedulerHandle": "._handle",
     "SchedulerConfig": "._config",
     "SchedulerReport": "._state",
     "SchedulerStopReason": "._enums",

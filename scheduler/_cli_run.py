@@ -259,7 +259,7 @@ async def _check(args: argparse.Namespace, job: Job, config: SchedulerConfig) ->
 async def _run(args: argparse.Namespace, command: list[str], job: Job, config: SchedulerConfig) -> int:
     state_url = args.state or default_state_url()
     store, guard, state = await _open(args, job, check_only=False)
-    from ._runner import Scheduler
+    from ._scheduler import Scheduler
 
     observers: list[Any] = [JsonLinesObserver() if args.log_format == "json" else LogObserver()]
     stop_metrics = None

@@ -17,13 +17,16 @@ import bisect
 import calendar
 import re
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING
 
 from cronsim import CronSim, CronSimError
 
 from ._errors import InvalidJobError, InvalidJobKind
 from ._schedules import Schedule
 from ._time import to_zone, wrong_type
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 MACROS = {
     "@yearly": "0 0 1 1 *",

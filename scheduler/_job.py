@@ -6,14 +6,12 @@ import asyncio
 import dataclasses
 import inspect
 import math
-import random
 import threading
 import unicodedata
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Self, TypeVar
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from ._enums import GuardScope, MissedRunPolicy, OverlapPolicy, TriggerSource
 from ._errors import InvalidJobError, InvalidJobKind
@@ -21,7 +19,12 @@ from ._jitter import check_jitter
 from ._records import record
 from ._schedules import Schedule
 from ._time import bounded_duration, require_int, wrong_type
-from ._window import JobTimeWindow
+
+if TYPE_CHECKING:
+    from random import Random
+    from zoneinfo import ZoneInfo
+
+    from ._window import JobTimeWindow
 
 MAX_JOB_ID_LENGTH = 256
 E = TypeVar("E", bound=StrEnum)
@@ -159,7 +162,7 @@ class RetryPolicy:
         if not 0.0 <= self.jitter <= 1.0:
             raise InvalidJobError(InvalidJobKind.OTHER, f"retry jitter must be within [0, 1], got {self.jitter!r}")
 
-    def backoff(self, failed_attempt: int, rng: random.Random | None = None) -> timedelta:
+    def backoff(self, failed_attempt: int, rng: Random | None = None) -> timedelta:
         """Delay before the attempt after ``failed_attempt`` (1-based), jitter applied.
 
         Computed so that no multiplier or attempt number overflows: the exponential part is
@@ -173,8 +176,17 @@ class RetryPolicy:
             exponent = failed_attempt - 1
             base = ceiling if exponent >= limit else initial * self.multiplier**exponent
         base = min(base, ceiling)
-        spread = (rng or random).uniform(-self.jitter, self.jitter) if self.jitter else 0.0
+        spread = _uniform(rng, self.jitter) if self.jitter else 0.0
         return timedelta(seconds=max(0.0, base * (1.0 + spread)))
+
+
+def _uniform(rng: Random | None, bound: float) -> float:
+    """A uniform draw in [-bound, bound], from the ``random`` module's generator by default."""
+    if rng is None:
+        import random  # here: only a failed attempt needs it, and most processes never see one
+
+        return random.uniform(-bound, bound)
+    return rng.uniform(-bound, bound)
 
 
 def _real(value: object, what: str) -> float:
@@ -257,8 +269,11 @@ class Job:
         set_(self, "max_runs", None if max_runs is None else require_int(max_runs, "max_runs", 0))
         set_(self, "missed_run_policy", _enum(MissedRunPolicy, missed_run_policy, "missed_run_policy"))
         set_(self, "overlap_policy", _enum(OverlapPolicy, overlap_policy, "overlap_policy"))
-        if time_window is not None and not isinstance(time_window, JobTimeWindow):
-            raise wrong_type("time_window", "a JobTimeWindow or None", time_window, InvalidJobKind.TIME_WINDOW)
+        if time_window is not None:
+            from ._window import JobTimeWindow  # here: most jobs have no window
+
+            if not isinstance(time_window, JobTimeWindow):
+                raise wrong_type("time_window", "a JobTimeWindow or None", time_window, InvalidJobKind.TIME_WINDOW)
         set_(self, "time_window", time_window)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise wrong_type("retry", "a RetryPolicy or None", retry)

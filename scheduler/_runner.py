@@ -1,4 +1,4 @@
-"""Scheduler: the asyncio run loop around the pure decisions of ``_decide``.
+"""The asyncio run loop of ``Scheduler.run``, around the pure decisions of ``_decide``.
 
 One loop owns the session's data (``_session.Session``): it decides, saves before dispatch,
 starts runs as tasks and applies their outcomes. Run tasks and control commands only wake it.
@@ -15,11 +15,10 @@ import os
 import random
 import socket
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from ._clock import Clock, SystemClock
-from ._config import SchedulerConfig
 from ._decide import Decision, Drop, OverlapAction, Policies, consume_all_due, decide, due_time, on_overlap
 from ._entries import drop_entry, drop_event, open_run, run_entry, skip_entry, skip_event
 from ._enums import (
@@ -32,18 +31,17 @@ from ._enums import (
     TriggerSource,
 )
 from ._execution import Execution, Outcome, Trigger
-from ._guard import ExecutionGuard, ExecutionLease, NoopExecutionGuard
-from ._handle import Command, CommandKind, SchedulerHandle
+from ._guard import ExecutionLease, NoopExecutionGuard
+from ._handle import Command, CommandKind
 from ._job import Job
 from ._leasing import Admission, LeaseBroker
 from ._ledger import LedgerEntry
 from ._loading import load_state, new_state
-from ._observers import Fanout, ObserverLike
 from ._persist import Persistence
 from ._session import Session
 from ._state import InFlight, JobState, RunRecord, SchedulerReport
 from ._steps import CONTINUE, MAX_CALL_TIMEOUT, Continue, Dispatched, Stop, Wait, call_budget
-from ._store import AttachableStore, InMemoryStateStore, StateStore, StoreAttachment
+from ._store import AttachableStore, StoreAttachment
 from .events import (
     RunCompleted,
     SchedulerEvent,
@@ -55,57 +53,10 @@ from .events import (
     TriggerEmitted,
 )
 
-__all__ = ["Scheduler", "SchedulerHandle"]
+if TYPE_CHECKING:
+    from ._scheduler import Scheduler
 
 _log = logging.getLogger("scheduler")
-
-
-class Scheduler:
-    """Runs one job at a time through its schedule, policies, store, guard and observers.
-
-    Defaults: in-memory store, no-op guard, no observer, system clock. A second concurrent
-    ``run`` raises RuntimeError; sequential reuse is fine.
-    """
-
-    def __init__(
-        self,
-        config: SchedulerConfig | None = None,
-        store: StateStore | None = None,
-        *,
-        observer: ObserverLike | Iterable[ObserverLike] | None = None,
-        guard: ExecutionGuard | None = None,
-        clock: Clock | None = None,
-    ) -> None:
-        self.config = config or SchedulerConfig()
-        self.store: StateStore = store if store is not None else InMemoryStateStore()
-        self.guard: ExecutionGuard = guard if guard is not None else NoopExecutionGuard()
-        self.clock: Clock = clock if clock is not None else SystemClock()
-        self._fanout = Fanout(observer)
-        self._handle = SchedulerHandle()
-        self._running = False
-
-    def handle(self) -> SchedulerHandle:
-        """The (one) control handle of this scheduler; safe from any thread or signal handler."""
-        return self._handle
-
-    async def run(self, job: Job) -> SchedulerReport:
-        """Drive ``job`` until it is terminal, shut down, cancelled, loses its lease, or fails."""
-        if not isinstance(job, Job):
-            raise TypeError(f"run() takes a Job, got {job!r}")
-        if self._running:
-            raise RuntimeError("this Scheduler is already running a job; use another Scheduler")
-        self._running = True
-        try:
-            return await _Loop(self, job).run()
-        finally:
-            self._running = False
-
-    def run_sync(self, job: Job) -> SchedulerReport:
-        """Run ``job`` on a fresh event loop (for scripts). The first Ctrl-C stops gracefully,
-        a second cancels; either way the report is returned, with no traceback."""
-        from ._sync import run_sync
-
-        return run_sync(self, job)
 
 
 class _Loop:

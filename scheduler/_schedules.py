@@ -11,10 +11,13 @@ import bisect
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, tzinfo
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING
 
 from ._errors import InvalidJobError, InvalidJobKind
 from ._time import MAX_DURATION, require_aware, require_int, to_timedelta, to_zone, wrong_type
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 #: Longest interval we accept; beyond this datetime arithmetic overflows within a lifetime.
 MAX_INTERVAL = MAX_DURATION

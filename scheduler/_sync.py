@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._job import Job
-    from ._runner import Scheduler
+    from ._scheduler import Scheduler
     from ._state import SchedulerReport
 
 _log = logging.getLogger("scheduler")

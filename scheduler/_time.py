@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING
 
 from ._errors import InvalidJobError, InvalidJobKind, InvalidJobTypeError
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 #: Longest duration any setting accepts: far beyond any schedule, short enough that adding it
 #: to "now" never overflows what ``datetime`` can hold.
@@ -40,6 +43,9 @@ def require_aware(value: datetime, what: str) -> datetime:
 
 def to_zone(value: str | tzinfo | None, what: str = "timezone") -> ZoneInfo:
     """Resolve a zone name or ZoneInfo (``None`` means UTC)."""
+    # Imported here: zoneinfo loads sysconfig, a cost ``import scheduler`` should not pay.
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     if value is None:
         return ZoneInfo("UTC")
     if isinstance(value, ZoneInfo):

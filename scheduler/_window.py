@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, time, tzinfo
 from enum import IntEnum
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING
 
 from ._errors import InvalidJobError, InvalidJobKind
 from ._records import record
 from ._time import require_aware, to_zone, wrong_type
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 
 class Weekday(IntEnum):

@@ -56,6 +56,7 @@ LAYERS: dict[str, set[str]] = {
     },
     "observe": {"_observers", "_ping", "prometheus"},
     "runner": {
+        "_scheduler",
         "_runner",
         "_session",
         "_steps",

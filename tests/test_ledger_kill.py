@@ -25,7 +25,7 @@ CHILD = textwrap.dedent(
         marker.write_text(ctx.run.scheduled_at.isoformat())
         await asyncio.sleep(3600)  # killed here, its outcome never saved
 
-    job = Job("killed", Interval(0.05), task)
+    job = Job("killed", Interval(0.5), task)  # the next occurrence falls due well after the kill
     Scheduler(store=SqliteStateStore(sys.argv[1])).run_sync(job)
     """
 )

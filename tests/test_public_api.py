@@ -93,6 +93,40 @@ def test_import_does_not_pull_optional_dependencies() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+#: Loaded when a Scheduler is built or first runs, or when a zone, a retry or a window needs them.
+LOADED_ON_USE = (
+    "scheduler._runner",
+    "scheduler._execution",
+    "scheduler._leasing",
+    "scheduler._persist",
+    "scheduler._session",
+    "scheduler._entries",
+    "scheduler._steps",
+    "scheduler._loading",
+    "scheduler._decide",
+    "scheduler._store",
+    "scheduler._state",
+    "scheduler._config",
+    "scheduler._observers",
+    "scheduler._window",
+    "scheduler.events",
+    "zoneinfo",
+    "random",
+    "pydantic",
+)
+
+
+def test_the_core_api_imports_only_what_a_job_is_built_from() -> None:
+    """`from scheduler import Scheduler, Job, Interval, Cron` leaves the run machinery unloaded."""
+    code = (
+        "import sys, asyncio; before = set(sys.modules);"
+        "from scheduler import Scheduler, Job, Interval, Cron;"
+        f"print(sorted(set({LOADED_ON_USE!r}) & (set(sys.modules) - before)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
 def test_enums_are_lower_snake_strings() -> None:
     """Enum values are the lower_snake names, usable in JSON and on the command line."""
     assert MissedRunPolicy.CATCH_UP_ONCE.value == "catch_up_once"
