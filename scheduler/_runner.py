@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from ._clock import SystemClock
 from ._decide import Decision, Drop, OverlapAction, Policies, consume_all_due, decide, due_time, on_overlap
 from ._entries import drop_entry, drop_event, open_run, run_entry, skip_entry, skip_event
 from ._enums import (

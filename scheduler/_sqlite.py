@@ -22,6 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+# The JSON model of JobState loads with the store, not on the first save of a run (importing
+# pydantic takes longer than a short interval, and the run has already read its start time).
+from . import _state_json  # noqa: F401
 from ._errors import StoreError, StoreErrorKind, StoreOperation
 from ._ledger import DEFAULT_LEDGER_LIMIT, LedgerEntry, LedgerFate, check_query
 from ._state import SCHEMA_VERSION as DOCUMENT_VERSION

@@ -20,6 +20,9 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+# The JSON model of JobState loads with the store, not on the first save of a run (importing
+# pydantic takes longer than a short interval, and the run has already read its start time).
+from . import _state_json  # noqa: F401
 from ._errors import ExecutionGuardError, InvalidJobError, InvalidJobKind, StoreError, StoreErrorKind, StoreOperation
 from ._ledger import DEFAULT_LEDGER_LIMIT, LedgerEntry, LedgerFate, check_query, select
 from ._resilient import ResilientStateStore
