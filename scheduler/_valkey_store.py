@@ -309,9 +309,11 @@ class ValkeyStateStore:
     def failed_reply(self, job_id: str, key: str, reply: object) -> StoreError:
         return self._error(StoreErrorKind.DATA, StoreOperation.SAVE, job_id, key, f"unexpected reply {reply!r}")
 
-    async def failed(self, exc: BaseException, op: StoreOperation, job_id: str, key: str) -> StoreError:
-        """The StoreError for a failed call (also for the combined scripts)."""
-        return await self._failed(exc, op, job_id, key)
+    async def failed(
+        self, exc: BaseException, op: StoreOperation, job_id: str, key: str, seconds: float | None = None
+    ) -> StoreError:
+        """The StoreError for a failed call (also for the combined scripts; ``seconds``: its deadline)."""
+        return await self._failed(exc, op, job_id, key, seconds)
 
     # -- combined with a guard on the same server (see _valkey_combined) ------------------
 
@@ -336,12 +338,16 @@ class ValkeyStateStore:
         slot: ExecutionSlot,
         entries: Sequence[LedgerEntry] = (),
         keep: int = 0,
+        *,
+        timeout: float | None = None,
     ) -> tuple[bool, ExecutionLease | ExecutionGuardError | None, str | None]:
-        """One script: ``save_if(state, expected_revision)``, then, only if it saved, acquire."""
-        scripts = self._combined_scripts()
-        return await scripts.consume_and_acquire(
-            state, expected_revision, _valkey(guard), slot, [_encode(e) for e in entries], keep
-        )
+        """One script: ``save_if(state, expected_revision)``, then, only if it saved, acquire.
+
+        ``timeout``: seconds the call may take, when shorter than the store's own deadline.
+        """
+        scripts = self._combined or self._combined_scripts()
+        encoded = [_encode(e) for e in entries] if entries else []
+        return await scripts.consume_and_acquire(state, expected_revision, _valkey(guard), slot, encoded, keep, timeout)
 
     async def release_and_save(
         self,
@@ -351,21 +357,24 @@ class ValkeyStateStore:
         lease: ExecutionLease,
         entries: Sequence[LedgerEntry] = (),
         keep: int = 0,
+        *,
+        timeout: float | None = None,
     ) -> tuple[bool, bool | ExecutionGuardError, str | None]:
         """One script: ``save_if(state, expected_revision)`` and release ``lease`` (either way)."""
-        scripts = self._combined_scripts()
-        return await scripts.release_and_save(
-            state, expected_revision, _valkey(guard), lease, [_encode(e) for e in entries], keep
-        )
+        scripts = self._combined or self._combined_scripts()
+        encoded = [_encode(e) for e in entries] if entries else []
+        return await scripts.release_and_save(state, expected_revision, _valkey(guard), lease, encoded, keep, timeout)
 
-    async def _failed(self, exc: BaseException, op: StoreOperation, job_id: str, key: str) -> StoreError:
+    async def _failed(
+        self, exc: BaseException, op: StoreOperation, job_id: str, key: str, seconds: float | None = None
+    ) -> StoreError:
         """The StoreError for a failed call; drops idle pooled connections after a connection failure."""
         kind = store_error_kind(exc)
         if kind is StoreErrorKind.CONNECTION:
             await drop_idle_connections(self._client)
         detail = describe(exc, self._secrets)
         if isinstance(exc, TimeoutError) and not str(exc):
-            detail = f"no reply within {self._timeout:g} s"
+            detail = f"no reply within {self._timeout if seconds is None else seconds:g} s"
         return self._error(kind, op, job_id, key, detail)
 
     async def load(self, job_id: str) -> JobState | None:
@@ -568,6 +577,8 @@ class ValkeyStateStore:
             raise await self._failed(exc, StoreOperation.DELETE, job_id, key) from exc
 
     async def aclose(self) -> None:
+        if self._combined is not None:
+            await self._combined.aclose()
         if self._owns_client:
             await self._client.aclose()
 
@@ -578,6 +589,8 @@ class ValkeyStateStore:
 def _valkey(guard: ExecutionGuard) -> ValkeyExecutionGuard:
     from ._valkey_guard import ValkeyExecutionGuard
 
+    if type(guard) is ValkeyExecutionGuard:  # the usual case, without isinstance's walk
+        return guard
     if not isinstance(guard, ValkeyExecutionGuard):
         raise TypeError(f"the combined scripts need a ValkeyExecutionGuard, got {guard!r}")
     return guard
