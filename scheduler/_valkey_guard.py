@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -249,6 +249,8 @@ class ValkeyExecutionGuard:
         if client is not None and url is not None:
             raise InvalidJobError(InvalidJobKind.OTHER, "pass either url or client to ValkeyExecutionGuard, not both")
         self.prefix = prefix
+        self._keys: dict[str, tuple[str, str, str, str]] = {}
+        self._ttl_arg = str(self._ttl_ms)
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._owns_client = client is None
         self.cluster = cluster or named_cluster or is_cluster_client(client) or (store is not None and store.cluster)
@@ -275,25 +277,35 @@ class ValkeyExecutionGuard:
     def client(self) -> Redis:
         return self._client
 
+    def _resource_keys(self, resource_id: str) -> tuple[str, str, str, str]:
+        """(key base, resource lock, live-occurrence index, fence), built once per resource:
+        they are part of every acquire and release."""
+        found = self._keys.get(resource_id)
+        if found is None:
+            base = guard_base(self.prefix, resource_id, self.cluster)
+            if len(self._keys) >= 64:
+                self._keys.clear()
+            found = self._keys[resource_id] = (base, f"{base}:resource", f"{base}:occurrences", f"{base}:fence")
+        return found
+
     def keys(self, resource_id: str) -> tuple[str, str, str]:
         """(resource lock, live-occurrence index, fence) keys of a resource."""
-        base = guard_base(self.prefix, resource_id, self.cluster)
-        return f"{base}:resource", f"{base}:occurrences", f"{base}:fence"
+        return self._resource_keys(resource_id)[1:]
 
     def occurrence_key(self, slot: ExecutionSlot) -> str:
-        base = guard_base(self.prefix, slot.resource_id, self.cluster)
+        base = self._resource_keys(slot.resource_id)[0]
         return f"{base}:occurrence:{format_utc_nanos(slot.scheduled_at)}"
 
     def plan_acquire(self, slot: ExecutionSlot) -> AcquirePlan:
         """Keys and arguments of an acquire (for this guard's script or a combined one)."""
-        lock, index, fence = self.keys(slot.resource_id)
-        occurrence = self.occurrence_key(slot)
-        token = uuid.uuid4().hex
+        base, lock, index, fence = self._resource_keys(slot.resource_id)
+        occurrence = f"{base}:occurrence:{format_utc_nanos(slot.scheduled_at)}"
+        token = os.urandom(16).hex()  # 128 random bits, as a uuid4 had (less its version digits)
         if slot.scope is GuardScope.RESOURCE:
             keys, key = [lock, index, fence, occurrence], lock
         else:
             keys, key = [occurrence, lock, index, fence], occurrence
-        return AcquirePlan(slot, keys, [token, str(self._ttl_ms)], key, token, self._clock.now())
+        return AcquirePlan(slot, keys, [token, self._ttl_arg], key, token, self._clock.now())
 
     def granted(self, plan: AcquirePlan, reply: Any) -> ExecutionLease | None:
         """The lease an acquire reply (a fencing token, 0 when contended) stands for."""

@@ -15,6 +15,7 @@ a state appends the entries of the same decision, so the ledger costs no extra c
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
@@ -587,13 +588,18 @@ class ValkeyStateStore:
 
 
 def _valkey(guard: ExecutionGuard) -> ValkeyExecutionGuard:
-    from ._valkey_guard import ValkeyExecutionGuard
-
-    if type(guard) is ValkeyExecutionGuard:  # the usual case, without isinstance's walk
+    if type(guard) is _guard_class():  # the usual case, without isinstance's walk
         return guard
-    if not isinstance(guard, ValkeyExecutionGuard):
+    if not isinstance(guard, _guard_class()):
         raise TypeError(f"the combined scripts need a ValkeyExecutionGuard, got {guard!r}")
     return guard
+
+
+@functools.cache
+def _guard_class() -> type[ValkeyExecutionGuard]:
+    from ._valkey_guard import ValkeyExecutionGuard  # imports this module: not at the top
+
+    return ValkeyExecutionGuard
 
 
 def open_valkey_store(url: str) -> StateStore:
