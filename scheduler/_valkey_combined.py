@@ -22,7 +22,6 @@ from ._errors import ExecutionGuardError, ExecutionGuardErrorKind, StoreOperatio
 from ._guard import ExecutionLease, ExecutionSlot
 from ._state import SCHEMA_VERSION, JobState
 from ._valkey_common import is_redis_error
-from ._valkey_direct import direct_connection
 from ._valkey_guard import GUARD_LUA, ValkeyExecutionGuard
 
 if TYPE_CHECKING:
@@ -106,20 +105,16 @@ def shares_server(store: ValkeyStateStore, guard: object, job_id: str, resource_
 
 
 class CombinedScripts:
-    """The two scripts, registered on the store's client, run on one connection of their own
+    """The two scripts, registered on the store's client, run on the store's script connection
     (see ``_valkey_direct``; a cluster client keeps redis-py's routed calls)."""
 
     def __init__(self, store: ValkeyStateStore, store_lua: str) -> None:
         self._store = store
         self._before = store.client.register_script(store_lua + _BEFORE_RUN)
         self._after = store.client.register_script(store_lua + _AFTER_RUN)
-        self._direct = None if store.cluster else direct_connection(store.client)
+        self._direct = store.direct
         #: Per job: its state and version keys (built once: they never change).
         self._keys: dict[str, tuple[str, str, str]] = {}
-
-    async def aclose(self) -> None:
-        if self._direct is not None:
-            await self._direct.aclose()
 
     def _job_keys(self, job_id: str) -> tuple[str, str, str]:
         found = self._keys.get(job_id)

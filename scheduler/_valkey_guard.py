@@ -31,6 +31,7 @@ from ._valkey_common import (
     split_cluster,
     url_secrets,
 )
+from ._valkey_direct import direct_connection
 from ._valkey_keys import guard_base
 
 if TYPE_CHECKING:
@@ -268,6 +269,8 @@ class ValkeyExecutionGuard:
             self._label = client_label(client)
             self._client = client
         self.server = server_identity(self._client)
+        # A guard given the store shares the store's connection (the combined scripts use it).
+        self._direct = None if self.cluster or store is not None else direct_connection(self._client)
         self._acquire_occurrence = self._client.register_script(_ACQUIRE_OCCURRENCE)
         self._acquire_resource = self._client.register_script(_ACQUIRE_RESOURCE)
         self._renew = self._client.register_script(_RENEW)
@@ -350,6 +353,8 @@ class ValkeyExecutionGuard:
 
     async def aclose(self) -> None:
         """Close the client the guard created (a client passed in is left open)."""
+        if self._direct is not None:
+            await self._direct.aclose()
         if self._owns_client:
             await self._client.aclose()
 
@@ -366,7 +371,8 @@ class ValkeyExecutionGuard:
         seconds = self._timeout if deadline is None else deadline
         try:
             async with asyncio.timeout(seconds):
-                return await script(keys=keys, args=args)
+                direct = self._direct
+                return await (script(keys=keys, args=args) if direct is None else direct.run(script, keys, args))
         except Exception as exc:
             if not is_redis_error(exc):
                 raise

@@ -44,6 +44,7 @@ from ._valkey_common import (
     store_error_kind,
     url_secrets,
 )
+from ._valkey_direct import ScriptConnection, direct_connection
 from ._valkey_keys import StateKeys, cluster_state_keys, single_server_state_keys
 
 if TYPE_CHECKING:
@@ -257,6 +258,8 @@ class ValkeyStateStore:
         self._create = self._client.register_script(_CREATE)
         self._drop_if = self._client.register_script(_DROP_IF)
         self._combined: CombinedScripts | None = None
+        #: The scripts' own connection (see ``_valkey_direct``; None on a cluster).
+        self.direct: ScriptConnection | None = None if self.cluster else direct_connection(self._client)
 
     @classmethod
     def resilient(
@@ -461,7 +464,10 @@ class ValkeyStateStore:
             args.extend(_encode(e) for e in entries)
         try:
             async with asyncio.timeout(self._timeout):
-                reply = await self._write(keys=keys, args=args)
+                direct = self.direct
+                reply = await (
+                    self._write(keys=keys, args=args) if direct is None else direct.run(self._write, keys, args)
+                )
         except Exception as exc:
             if not is_redis_error(exc):
                 raise
@@ -578,8 +584,8 @@ class ValkeyStateStore:
             raise await self._failed(exc, StoreOperation.DELETE, job_id, key) from exc
 
     async def aclose(self) -> None:
-        if self._combined is not None:
-            await self._combined.aclose()
+        if self.direct is not None:
+            await self.direct.aclose()
         if self._owns_client:
             await self._client.aclose()
 
