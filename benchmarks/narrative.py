@@ -193,7 +193,8 @@ def _valkey_protocol_note(data: dict[str, Any]) -> str:
   {_m(data, _proto("combined", "cpu_us"))} µs of client CPU per run, against
   {_m(data, per)} µs / {_m(data, _proto("per-component", "cpu_us"))} µs when the two are separate
   servers (per-component calls) and {_m(data, floor)} µs / {_m(data, _proto("floor", "cpu_us"))} µs
-  for the floor, a bare loop making the same two calls with minimal scripts and no scheduler.
+  for the floor, a bare loop making the same two calls with minimal scripts (documents and
+  ledger entry of a real run's sizes, the same client and call path) and no scheduler.
   The store alone costs {_m(data, _proto("store"))} µs per run, the guard alone
   {_m(data, _proto("guard"))} µs. Client CPU is most of the wall time on loopback: the
   combined protocol's CPU is {_m(data, lambda r: _proto("combined", "cpu_us")(r) / combined(r) * 100)} %

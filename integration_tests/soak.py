@@ -188,9 +188,21 @@ def _explain(
             return "pause of the replica that consumed it"
     if any(near(k, k) for k, _ in chaos.kills):
         return "kill (consumed by a replica killed before it logged the trigger)"
+    if _killed_in_its_freeze(at, chaos):
+        # The consuming call was sent into the frozen server and its replica killed before the
+        # thaw: the server still ran the call (it was in its input buffer), for a dead client.
+        return "kill inside the freeze window (a consuming call in flight, applied at the thaw)"
     if in_freeze and _errors_logged_in_a_freeze(at, events_by_replica, chaos):
         return "save in flight inside a freeze window (the replica logged the failed call and exited)"
     return None
+
+
+def _killed_in_its_freeze(at: datetime, chaos: Chaos) -> bool:
+    """A replica was killed during the freeze around ``at``."""
+    return any(
+        start - SLACK <= at <= end + SLACK and any(start <= k <= end for k, _ in chaos.kills)
+        for start, end in chaos.freezes
+    )
 
 
 def _errors_logged_in_a_freeze(

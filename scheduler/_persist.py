@@ -59,6 +59,8 @@ class Persistence:
         self._emit = emit
         self._now = now
         self._appends: set[asyncio.Task[None]] = set()
+        #: The store as a CombinedGuardStore (checked once), or None.
+        self._combined = store if self.conditional and isinstance(store, CombinedGuardStore) else None
 
     async def _bounded(self, call: Awaitable[T], operation: StoreOperation) -> T:
         if self._timeout is None:
@@ -161,12 +163,8 @@ class Persistence:
 
     def combines_with(self, guard: ExecutionGuard, job_id: str, resource_id: str) -> bool:
         """Whether the store runs its saves together with ``guard``'s calls (one call each)."""
-        store = self.store
-        return (
-            self.conditional
-            and isinstance(store, CombinedGuardStore)
-            and store.shares_server_with(guard, job_id, resource_id)
-        )
+        store = self._combined
+        return store is not None and store.shares_server_with(guard, job_id, resource_id)
 
     async def commit_and_acquire(
         self,
@@ -177,15 +175,17 @@ class Persistence:
     ) -> tuple[JobState | None, ExecutionLease | ExecutionGuardError | None]:
         """``commit`` and, only if it saved, the acquire, in one call (see ``CombinedGuardStore``).
 
-        The decision's ledger entries are appended by the same call.
+        The decision's ledger entries are appended by the same call. The call deadline is
+        passed to the store (one timer per call, not one here and one in the store).
         """
-        store = self.store
-        assert isinstance(store, CombinedGuardStore)
-        saved, lease, ledger_error = await self._bounded(
-            store.consume_and_acquire(state, state.revision, guard, slot, self._entries(entries), self._keep),
-            StoreOperation.SAVE,
+        store = self._combined
+        assert store is not None
+        revision = state.revision
+        saved, lease, ledger_error = await store.consume_and_acquire(
+            state, revision, guard, slot, self._entries(entries), self._keep, timeout=self._timeout
         )
-        self._ledger_reply(ledger_error)
+        if ledger_error is not None:
+            self._ledger_reply(ledger_error)
         return (state.with_revision(state.revision + 1) if saved else None), lease
 
     async def commit_and_release(
@@ -196,13 +196,13 @@ class Persistence:
         entries: Sequence[LedgerEntry] | None = None,
     ) -> tuple[JobState | None, bool | ExecutionGuardError]:
         """``commit`` and the release of ``lease`` in one call (the release happens either way)."""
-        store = self.store
-        assert isinstance(store, CombinedGuardStore)
-        saved, released, ledger_error = await self._bounded(
-            store.release_and_save(state, state.revision, guard, lease, self._entries(entries), self._keep),
-            StoreOperation.SAVE,
+        store = self._combined
+        assert store is not None
+        saved, released, ledger_error = await store.release_and_save(
+            state, state.revision, guard, lease, self._entries(entries), self._keep, timeout=self._timeout
         )
-        self._ledger_reply(ledger_error)
+        if ledger_error is not None:
+            self._ledger_reply(ledger_error)
         return (state.with_revision(state.revision + 1) if saved else None), released
 
     def _entries(self, entries: Sequence[LedgerEntry] | None) -> Sequence[LedgerEntry]:

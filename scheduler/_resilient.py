@@ -11,10 +11,26 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from ._clock import Clock, SystemClock
-from ._errors import InvalidJobError, InvalidJobKind, StoreError, StoreErrorKind, StoreOperation
+from ._errors import (
+    ExecutionGuardError,
+    ExecutionGuardErrorKind,
+    InvalidJobError,
+    InvalidJobKind,
+    StoreError,
+    StoreErrorKind,
+    StoreOperation,
+)
+from ._guard import ExecutionGuard, ExecutionLease, ExecutionSlot
 from ._ledger import DEFAULT_LEDGER_LIMIT, LedgerEntry, LedgerFate, LedgerSavingStore, RunLedger, check_query, select
 from ._state import JobState
-from ._store import ConditionalStateStore, CreatingStateStore, InMemoryStateStore, StateStore, StoreAttachment
+from ._store import (
+    CombinedGuardStore,
+    ConditionalStateStore,
+    CreatingStateStore,
+    InMemoryStateStore,
+    StateStore,
+    StoreAttachment,
+)
 from ._time import to_timedelta
 from .events import SchedulerEvent, StoreDegraded, StoreRecovered
 
@@ -55,6 +71,11 @@ class ResilientStateStore:
       its combined write); while degraded they are buffered (at most
       ``MAX_BUFFERED_ENTRIES``, the oldest dropped first) and appended after the states are
       written back. A primary without a ledger gets one in memory here.
+    * A primary that runs its saves together with a guard on its server (the Valkey store
+      with a Valkey guard on the same server) keeps doing so while healthy: one call before a
+      run, one after. When such a call fails it is a store error first: the store degrades,
+      the state goes to the mirror, and the lease is then asked for (or released) alone, under
+      the guard error policy. While degraded, the same: mirror, then the guard alone.
     * The background task starts on the running loop when the store degrades and stops on
       ``aclose`` or when the scheduler detaches.
     """
@@ -379,6 +400,99 @@ class ResilientStateStore:
             fresh += [e for e in mine if _identity(e) not in stored]
         return fresh
 
+    # -- combined with a guard on the primary's server -------------------------------------
+
+    def shares_server_with(self, guard: ExecutionGuard, job_id: str, resource_id: str) -> bool:
+        primary = self.primary
+        return isinstance(primary, CombinedGuardStore) and primary.shares_server_with(guard, job_id, resource_id)
+
+    def _combined_budget(self, timeout: float | None) -> float:
+        budget = self._budget()
+        return budget if timeout is None else min(budget, timeout)
+
+    async def consume_and_acquire(
+        self,
+        state: JobState,
+        expected_revision: int,
+        guard: ExecutionGuard,
+        slot: ExecutionSlot,
+        entries: Sequence[LedgerEntry] = (),
+        keep: int = 0,
+        *,
+        timeout: float | None = None,
+    ) -> tuple[bool, ExecutionLease | ExecutionGuardError | None, str | None]:
+        """The primary's combined call while healthy; else the mirror, and the acquire alone."""
+        job_id = state.job_id
+        primary = self.primary
+        if not self._degraded and isinstance(primary, CombinedGuardStore):
+            expected = self._to_primary(job_id, expected_revision)
+            seconds = self._combined_budget(timeout)
+            try:
+                saved, lease, ledger = await self._combined_call(
+                    job_id,
+                    seconds,
+                    primary.consume_and_acquire(state, expected, guard, slot, entries, keep, timeout=seconds),
+                )
+            except StoreError as exc:
+                self._degrade(StoreOperation.SAVE, job_id, exc)
+            else:
+                self._known.add(job_id)
+                if saved:
+                    self._mirror[job_id] = state.with_revision(expected_revision + 1)
+                return saved, lease, ledger
+        saved = await self._save_degraded(state, expected_revision, entries, keep)
+        return saved, (_acquire_alone() if saved else None), None
+
+    async def release_and_save(
+        self,
+        state: JobState,
+        expected_revision: int,
+        guard: ExecutionGuard,
+        lease: ExecutionLease,
+        entries: Sequence[LedgerEntry] = (),
+        keep: int = 0,
+        *,
+        timeout: float | None = None,
+    ) -> tuple[bool, bool | ExecutionGuardError, str | None]:
+        """The primary's combined call while healthy; else the mirror, and the release alone."""
+        job_id = state.job_id
+        primary = self.primary
+        seconds = self._combined_budget(timeout)
+        if not self._degraded and isinstance(primary, CombinedGuardStore):
+            expected = self._to_primary(job_id, expected_revision)
+            try:
+                saved, released, ledger = await self._combined_call(
+                    job_id,
+                    seconds,
+                    primary.release_and_save(state, expected, guard, lease, entries, keep, timeout=seconds),
+                )
+            except StoreError as exc:
+                self._degrade(StoreOperation.SAVE, job_id, exc)
+            else:
+                self._known.add(job_id)
+                if saved:
+                    self._mirror[job_id] = state.with_revision(expected_revision + 1)
+                return saved, released, ledger
+        saved = await self._save_degraded(state, expected_revision, entries, keep)
+        return saved, await _release_alone(guard, lease, seconds), None
+
+    async def _combined_call(self, job_id: str, seconds: float, call: Awaitable[T]) -> T:
+        """``call`` (bounded by the primary itself); a stray timeout is a CONNECTION error too."""
+        try:
+            return await call
+        except TimeoutError as exc:
+            detail = f"no answer within {seconds:g} s"
+            raise StoreError(StoreErrorKind.CONNECTION, StoreOperation.SAVE, job_id, detail) from exc
+
+    async def _save_degraded(
+        self, state: JobState, expected_revision: int, entries: Sequence[LedgerEntry], keep: int
+    ) -> bool:
+        """The conditional save on the mirror (the store is degraded), entries held with it."""
+        saved = await self.save_if(state, expected_revision)
+        if saved and entries:
+            self._hold(entries, keep)
+        return saved
+
     # -- the mirror -----------------------------------------------------------------------
 
     def _mirror_revision(self, job_id: str) -> int:
@@ -497,6 +611,28 @@ class ResilientStateStore:
     def __repr__(self) -> str:
         mode = "degraded" if self._degraded else "healthy"
         return f"ResilientStateStore({self.primary!r}, {mode})"
+
+
+def _acquire_alone() -> ExecutionGuardError:
+    """The acquire part of a combined call that could not be made (the store is degraded): the
+    scheduler then asks the guard alone, under its guard error policy."""
+    return ExecutionGuardError(
+        ExecutionGuardErrorKind.CONNECTION, "the state store is unreachable: the lease is asked for alone"
+    )
+
+
+async def _release_alone(guard: ExecutionGuard, lease: ExecutionLease, seconds: float) -> bool | ExecutionGuardError:
+    """Release ``lease`` with the guard's own call, within ``seconds``; failures are returned."""
+    try:
+        async with asyncio.timeout(seconds):
+            released = await guard.release(lease)
+    except TimeoutError:
+        return ExecutionGuardError(ExecutionGuardErrorKind.CONNECTION, f"release: no answer within {seconds:g} s")
+    except ExecutionGuardError as exc:
+        return exc
+    except Exception as exc:
+        return ExecutionGuardError(ExecutionGuardErrorKind.UNKNOWN, f"release failed: {exc}")
+    return released is not False
 
 
 def _identity(entry: LedgerEntry) -> tuple[object, ...]:

@@ -90,7 +90,8 @@ class CombinedGuardStore(Protocol):
     ``ExecutionGuardError``). Failures of the call itself raise ``StoreError``.
     Both take the decision's run-ledger ``entries`` (appended in the same call, only if the
     state was saved, trimmed to ``keep``) and add a third item to their result: the text of a
-    failed ledger append, or None (the save stands either way).
+    failed ledger append, or None (the save stands either way). ``timeout`` (seconds) bounds
+    the call when given: running out is a CONNECTION ``StoreError``.
     """
 
     def shares_server_with(self, guard: ExecutionGuard, job_id: str, resource_id: str) -> bool: ...
@@ -103,6 +104,8 @@ class CombinedGuardStore(Protocol):
         slot: ExecutionSlot,
         entries: Sequence[LedgerEntry] = (),
         keep: int = 0,
+        *,
+        timeout: float | None = None,
     ) -> tuple[bool, ExecutionLease | ExecutionGuardError | None, str | None]: ...
 
     async def release_and_save(
@@ -113,6 +116,8 @@ class CombinedGuardStore(Protocol):
         lease: ExecutionLease,
         entries: Sequence[LedgerEntry] = (),
         keep: int = 0,
+        *,
+        timeout: float | None = None,
     ) -> tuple[bool, bool | ExecutionGuardError, str | None]: ...
 
 

@@ -105,22 +105,42 @@ def shares_server(store: ValkeyStateStore, guard: object, job_id: str, resource_
 
 
 class CombinedScripts:
-    """The two scripts, registered on the store's client (the one connection they run on)."""
+    """The two scripts, registered on the store's client, run on the store's script connection
+    (see ``_valkey_direct``; a cluster client keeps redis-py's routed calls)."""
 
     def __init__(self, store: ValkeyStateStore, store_lua: str) -> None:
         self._store = store
         self._before = store.client.register_script(store_lua + _BEFORE_RUN)
         self._after = store.client.register_script(store_lua + _AFTER_RUN)
+        self._direct = store.direct
+        #: Per job: its state and version keys (built once: they never change).
+        self._keys: dict[str, tuple[str, str, str]] = {}
 
-    async def _call(self, script: Any, keys: list[str], args: list[str], job_id: str) -> list[Any]:
+    def _job_keys(self, job_id: str) -> tuple[str, str, str]:
+        found = self._keys.get(job_id)
+        if found is None:
+            keys = self._store.keys(job_id)
+            if len(self._keys) >= 64:  # one job per process in practice; stay bounded anyway
+                self._keys.clear()
+            found = self._keys[job_id] = (keys.state, keys.version, keys.ledger)
+        return found
+
+    async def _call(
+        self, script: Any, keys: list[str], args: list[str], job_id: str, timeout: float | None
+    ) -> list[Any]:
         store = self._store
+        seconds = store.call_timeout if timeout is None else min(timeout, store.call_timeout)
+        direct = self._direct
         try:
-            async with asyncio.timeout(store.call_timeout):
-                reply = await script(keys=keys, args=args)
+            async with asyncio.timeout(seconds):
+                if direct is not None:
+                    reply = await direct.run(script, keys, args)
+                else:
+                    reply = await script(keys=keys, args=args)
         except Exception as exc:
             if not is_redis_error(exc):
                 raise
-            raise await store.failed(exc, StoreOperation.SAVE, job_id, keys[0]) from exc
+            raise await store.failed(exc, StoreOperation.SAVE, job_id, keys[0], seconds) from exc
         if not isinstance(reply, list) or len(reply) < 2:
             raise store.failed_reply(job_id, keys[0], reply)
         return reply
@@ -133,21 +153,24 @@ class CombinedScripts:
         slot: ExecutionSlot,
         entries: list[str],
         keep: int,
+        timeout: float | None = None,
     ) -> tuple[bool, ExecutionLease | ExecutionGuardError | None, str | None]:
-        keys = self._store.keys(state.job_id)
+        state_key, version_key, ledger_key = self._job_keys(state.job_id)
         plan = guard.plan_acquire(slot)
-        args = [state.to_json(), str(SCHEMA_VERSION), str(int(expected_revision)), *plan.args, slot.scope.value]
-        script_keys = [keys.state, keys.version, *plan.keys]
+        args = [state.to_json(), _SCHEMA, str(expected_revision), *plan.args, slot.scope.value]
+        script_keys = [state_key, version_key, *plan.keys]
         if entries:
-            script_keys.append(keys.ledger)
-            args += [str(int(keep)), *entries]
-        reply = await self._call(self._before, script_keys, args, state.job_id)
-        if int(reply[0]) < 0:
+            script_keys.append(ledger_key)
+            args.append(str(keep))
+            args += entries
+        reply = await self._call(self._before, script_keys, args, state.job_id, timeout)
+        if reply[0] < 0:
             return False, None, None
         ledger = _text(reply, 3)
-        if int(reply[1]) < 0:
+        fenced = reply[1]
+        if fenced < 0:
             return True, _guard_error(reply, plan.key, "acquire"), ledger
-        return True, guard.granted(plan, int(reply[1])), ledger
+        return True, guard.granted(plan, fenced), ledger
 
     async def release_and_save(
         self,
@@ -157,26 +180,33 @@ class CombinedScripts:
         lease: ExecutionLease,
         entries: list[str],
         keep: int,
+        timeout: float | None = None,
     ) -> tuple[bool, bool | ExecutionGuardError, str | None]:
-        keys = self._store.keys(state.job_id)
+        state_key, version_key, ledger_key = self._job_keys(state.job_id)
         lease_keys, lease_args = guard.release_arguments(lease)
-        args = [state.to_json(), str(SCHEMA_VERSION), str(int(expected_revision)), *lease_args]
-        script_keys = [keys.state, keys.version, *lease_keys]
+        args = [state.to_json(), _SCHEMA, str(expected_revision), *lease_args]
+        script_keys = [state_key, version_key, *lease_keys]
         if entries:
-            script_keys.append(keys.ledger)
-            args += [str(int(keep)), *entries]
-        reply = await self._call(self._after, script_keys, args, state.job_id)
-        released = int(reply[1])
-        saved = int(reply[0]) >= 0
+            script_keys.append(ledger_key)
+            args.append(str(keep))
+            args += entries
+        reply = await self._call(self._after, script_keys, args, state.job_id, timeout)
+        released = reply[1]
+        saved = reply[0] >= 0
         ledger = _text(reply, 3)
         if released < 0:
             return saved, _guard_error(reply, lease.key, "release"), ledger
         return saved, released == 1, ledger
 
 
+_SCHEMA = str(SCHEMA_VERSION)
+
+
 def _text(reply: list[Any], index: int) -> str | None:
     """Item ``index`` of a script reply as text, None when absent or empty."""
     raw = reply[index] if len(reply) > index else b""
+    if not raw:
+        return None
     text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
     return text or None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -31,6 +31,7 @@ from ._valkey_common import (
     split_cluster,
     url_secrets,
 )
+from ._valkey_direct import direct_connection
 from ._valkey_keys import guard_base
 
 if TYPE_CHECKING:
@@ -249,6 +250,8 @@ class ValkeyExecutionGuard:
         if client is not None and url is not None:
             raise InvalidJobError(InvalidJobKind.OTHER, "pass either url or client to ValkeyExecutionGuard, not both")
         self.prefix = prefix
+        self._keys: dict[str, tuple[str, str, str, str]] = {}
+        self._ttl_arg = str(self._ttl_ms)
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._owns_client = client is None
         self.cluster = cluster or named_cluster or is_cluster_client(client) or (store is not None and store.cluster)
@@ -266,6 +269,8 @@ class ValkeyExecutionGuard:
             self._label = client_label(client)
             self._client = client
         self.server = server_identity(self._client)
+        # A guard given the store shares the store's connection (the combined scripts use it).
+        self._direct = None if self.cluster or store is not None else direct_connection(self._client)
         self._acquire_occurrence = self._client.register_script(_ACQUIRE_OCCURRENCE)
         self._acquire_resource = self._client.register_script(_ACQUIRE_RESOURCE)
         self._renew = self._client.register_script(_RENEW)
@@ -275,25 +280,35 @@ class ValkeyExecutionGuard:
     def client(self) -> Redis:
         return self._client
 
+    def _resource_keys(self, resource_id: str) -> tuple[str, str, str, str]:
+        """(key base, resource lock, live-occurrence index, fence), built once per resource:
+        they are part of every acquire and release."""
+        found = self._keys.get(resource_id)
+        if found is None:
+            base = guard_base(self.prefix, resource_id, self.cluster)
+            if len(self._keys) >= 64:
+                self._keys.clear()
+            found = self._keys[resource_id] = (base, f"{base}:resource", f"{base}:occurrences", f"{base}:fence")
+        return found
+
     def keys(self, resource_id: str) -> tuple[str, str, str]:
         """(resource lock, live-occurrence index, fence) keys of a resource."""
-        base = guard_base(self.prefix, resource_id, self.cluster)
-        return f"{base}:resource", f"{base}:occurrences", f"{base}:fence"
+        return self._resource_keys(resource_id)[1:]
 
     def occurrence_key(self, slot: ExecutionSlot) -> str:
-        base = guard_base(self.prefix, slot.resource_id, self.cluster)
+        base = self._resource_keys(slot.resource_id)[0]
         return f"{base}:occurrence:{format_utc_nanos(slot.scheduled_at)}"
 
     def plan_acquire(self, slot: ExecutionSlot) -> AcquirePlan:
         """Keys and arguments of an acquire (for this guard's script or a combined one)."""
-        lock, index, fence = self.keys(slot.resource_id)
-        occurrence = self.occurrence_key(slot)
-        token = uuid.uuid4().hex
+        base, lock, index, fence = self._resource_keys(slot.resource_id)
+        occurrence = f"{base}:occurrence:{format_utc_nanos(slot.scheduled_at)}"
+        token = os.urandom(16).hex()  # 128 random bits, as a uuid4 had (less its version digits)
         if slot.scope is GuardScope.RESOURCE:
             keys, key = [lock, index, fence, occurrence], lock
         else:
             keys, key = [occurrence, lock, index, fence], occurrence
-        return AcquirePlan(slot, keys, [token, str(self._ttl_ms)], key, token, self._clock.now())
+        return AcquirePlan(slot, keys, [token, self._ttl_arg], key, token, self._clock.now())
 
     def granted(self, plan: AcquirePlan, reply: Any) -> ExecutionLease | None:
         """The lease an acquire reply (a fencing token, 0 when contended) stands for."""
@@ -338,6 +353,8 @@ class ValkeyExecutionGuard:
 
     async def aclose(self) -> None:
         """Close the client the guard created (a client passed in is left open)."""
+        if self._direct is not None:
+            await self._direct.aclose()
         if self._owns_client:
             await self._client.aclose()
 
@@ -354,7 +371,8 @@ class ValkeyExecutionGuard:
         seconds = self._timeout if deadline is None else deadline
         try:
             async with asyncio.timeout(seconds):
-                return await script(keys=keys, args=args)
+                direct = self._direct
+                return await (script(keys=keys, args=args) if direct is None else direct.run(script, keys, args))
         except Exception as exc:
             if not is_redis_error(exc):
                 raise

@@ -15,6 +15,7 @@ a state appends the entries of the same decision, so the ledger costs no extra c
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
@@ -46,6 +47,7 @@ from ._valkey_common import (
     store_error_kind,
     url_secrets,
 )
+from ._valkey_direct import ScriptConnection, direct_connection
 from ._valkey_keys import StateKeys, cluster_state_keys, single_server_state_keys
 
 if TYPE_CHECKING:
@@ -259,6 +261,8 @@ class ValkeyStateStore:
         self._create = self._client.register_script(_CREATE)
         self._drop_if = self._client.register_script(_DROP_IF)
         self._combined: CombinedScripts | None = None
+        #: The scripts' own connection (see ``_valkey_direct``; None on a cluster).
+        self.direct: ScriptConnection | None = None if self.cluster else direct_connection(self._client)
 
     @classmethod
     def resilient(
@@ -312,9 +316,11 @@ class ValkeyStateStore:
     def failed_reply(self, job_id: str, key: str, reply: object) -> StoreError:
         return self._error(StoreErrorKind.DATA, StoreOperation.SAVE, job_id, key, f"unexpected reply {reply!r}")
 
-    async def failed(self, exc: BaseException, op: StoreOperation, job_id: str, key: str) -> StoreError:
-        """The StoreError for a failed call (also for the combined scripts)."""
-        return await self._failed(exc, op, job_id, key)
+    async def failed(
+        self, exc: BaseException, op: StoreOperation, job_id: str, key: str, seconds: float | None = None
+    ) -> StoreError:
+        """The StoreError for a failed call (also for the combined scripts; ``seconds``: its deadline)."""
+        return await self._failed(exc, op, job_id, key, seconds)
 
     # -- combined with a guard on the same server (see _valkey_combined) ------------------
 
@@ -339,12 +345,16 @@ class ValkeyStateStore:
         slot: ExecutionSlot,
         entries: Sequence[LedgerEntry] = (),
         keep: int = 0,
+        *,
+        timeout: float | None = None,
     ) -> tuple[bool, ExecutionLease | ExecutionGuardError | None, str | None]:
-        """One script: ``save_if(state, expected_revision)``, then, only if it saved, acquire."""
-        scripts = self._combined_scripts()
-        return await scripts.consume_and_acquire(
-            state, expected_revision, _valkey(guard), slot, [_encode(e) for e in entries], keep
-        )
+        """One script: ``save_if(state, expected_revision)``, then, only if it saved, acquire.
+
+        ``timeout``: seconds the call may take, when shorter than the store's own deadline.
+        """
+        scripts = self._combined or self._combined_scripts()
+        encoded = [_encode(e) for e in entries] if entries else []
+        return await scripts.consume_and_acquire(state, expected_revision, _valkey(guard), slot, encoded, keep, timeout)
 
     async def release_and_save(
         self,
@@ -354,21 +364,24 @@ class ValkeyStateStore:
         lease: ExecutionLease,
         entries: Sequence[LedgerEntry] = (),
         keep: int = 0,
+        *,
+        timeout: float | None = None,
     ) -> tuple[bool, bool | ExecutionGuardError, str | None]:
         """One script: ``save_if(state, expected_revision)`` and release ``lease`` (either way)."""
-        scripts = self._combined_scripts()
-        return await scripts.release_and_save(
-            state, expected_revision, _valkey(guard), lease, [_encode(e) for e in entries], keep
-        )
+        scripts = self._combined or self._combined_scripts()
+        encoded = [_encode(e) for e in entries] if entries else []
+        return await scripts.release_and_save(state, expected_revision, _valkey(guard), lease, encoded, keep, timeout)
 
-    async def _failed(self, exc: BaseException, op: StoreOperation, job_id: str, key: str) -> StoreError:
+    async def _failed(
+        self, exc: BaseException, op: StoreOperation, job_id: str, key: str, seconds: float | None = None
+    ) -> StoreError:
         """The StoreError for a failed call; drops idle pooled connections after a connection failure."""
         kind = store_error_kind(exc)
         if kind is StoreErrorKind.CONNECTION:
             await drop_idle_connections(self._client)
         detail = describe(exc, self._secrets)
         if isinstance(exc, TimeoutError) and not str(exc):
-            detail = f"no reply within {self._timeout:g} s"
+            detail = f"no reply within {self._timeout if seconds is None else seconds:g} s"
         return self._error(kind, op, job_id, key, detail)
 
     async def load(self, job_id: str) -> JobState | None:
@@ -454,7 +467,10 @@ class ValkeyStateStore:
             args.extend(_encode(e) for e in entries)
         try:
             async with asyncio.timeout(self._timeout):
-                reply = await self._write(keys=keys, args=args)
+                direct = self.direct
+                reply = await (
+                    self._write(keys=keys, args=args) if direct is None else direct.run(self._write, keys, args)
+                )
         except Exception as exc:
             if not is_redis_error(exc):
                 raise
@@ -571,6 +587,8 @@ class ValkeyStateStore:
             raise await self._failed(exc, StoreOperation.DELETE, job_id, key) from exc
 
     async def aclose(self) -> None:
+        if self.direct is not None:
+            await self.direct.aclose()
         if self._owns_client:
             await self._client.aclose()
 
@@ -579,11 +597,18 @@ class ValkeyStateStore:
 
 
 def _valkey(guard: ExecutionGuard) -> ValkeyExecutionGuard:
-    from ._valkey_guard import ValkeyExecutionGuard
-
-    if not isinstance(guard, ValkeyExecutionGuard):
+    if type(guard) is _guard_class():  # the usual case, without isinstance's walk
+        return guard
+    if not isinstance(guard, _guard_class()):
         raise TypeError(f"the combined scripts need a ValkeyExecutionGuard, got {guard!r}")
     return guard
+
+
+@functools.cache
+def _guard_class() -> type[ValkeyExecutionGuard]:
+    from ._valkey_guard import ValkeyExecutionGuard  # imports this module: not at the top
+
+    return ValkeyExecutionGuard
 
 
 def open_valkey_store(url: str) -> StateStore:

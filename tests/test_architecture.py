@@ -52,6 +52,7 @@ LAYERS: dict[str, set[str]] = {
         "_valkey_store",
         "_valkey_guard",
         "_valkey_combined",
+        "_valkey_direct",
         "_resilient",
     },
     "observe": {"_observers", "_ping", "prometheus"},
