@@ -38,21 +38,27 @@ async def _set_round_trip(url: str, ops: int) -> dict[str, float]:
     return {"set_p50_us": percentile(samples, 50), "set_mean_us": statistics.fmean(samples)}
 
 
-def _counting_client(url: str, counter: list[int]) -> Any:
-    from redis.asyncio import Redis
+def _count_requests(counter: list[int]) -> Any:
+    """Count every request written to a Valkey socket (one per command, one per pipeline),
+    whatever call path sent it; returns the function that stops counting.
 
-    client = Redis.from_url(url)
-    original = client.execute_command
+    Patched on redis-py's connection class itself, so the library still sees its own
+    connections and keeps its cheapest path (a counting subclass would not get it).
+    """
+    from redis.asyncio.connection import AbstractConnection
 
-    async def execute_command(*args: Any, **kwargs: Any) -> Any:
+    original = AbstractConnection.send_packed_command
+
+    async def send_packed_command(self: Any, command: Any, check_health: bool = True) -> None:
         counter[0] += 1
-        return await original(*args, **kwargs)
+        await original(self, command, check_health)
 
-    client.execute_command = execute_command  # type: ignore[method-assign]
-    return client
+    AbstractConnection.send_packed_command = send_packed_command  # type: ignore[method-assign]
+    return lambda: setattr(AbstractConnection, "send_packed_command", original)
 
 
 async def measure(variant: str, url: str, runs: int, set_ops: int) -> dict[str, Any]:
+    from redis.asyncio import Redis
     from scheduler import (
         InMemoryStateStore,
         Interval,
@@ -70,10 +76,10 @@ async def measure(variant: str, url: str, runs: int, set_ops: int) -> dict[str, 
     store: Any = InMemoryStateStore()
     guard: Any = None
     if variant in ("store", "both"):
-        clients.append(_counting_client(url, counter))
+        clients.append(Redis.from_url(url))
         store = ValkeyStateStore(client=clients[-1], prefix=prefix + "state:")
     if variant in ("guard", "both"):
-        clients.append(_counting_client(url, counter))
+        clients.append(Redis.from_url(url))
         guard = ValkeyExecutionGuard(client=clients[-1], prefix=prefix + "lease:")
 
     async def task(ctx: Any) -> None:
@@ -81,9 +87,13 @@ async def measure(variant: str, url: str, runs: int, set_ops: int) -> dict[str, 
 
     schedule = Interval(timedelta(microseconds=1))
     job = Job("bench-valkey", schedule, task, max_runs=runs, missed_run_policy=MissedRunPolicy.REPLAY_ALL)
-    t0 = time.perf_counter()
-    report = await Scheduler(store=store, guard=guard).run(job)
-    wall = time.perf_counter() - t0
+    stop_counting = _count_requests(counter)
+    try:
+        t0 = time.perf_counter()
+        report = await Scheduler(store=store, guard=guard).run(job)
+        wall = time.perf_counter() - t0
+    finally:
+        stop_counting()
     for client in clients:
         await client.aclose()
     return {
