@@ -8,7 +8,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ._clock import Clock, SystemClock
 from ._errors import (
@@ -36,6 +36,8 @@ from .events import SchedulerEvent, StoreDegraded, StoreRecovered
 
 EventSink = Callable[[SchedulerEvent], None]
 T = TypeVar("T")
+#: The result of a combined call: (saved, lease outcome, ledger error).
+_Combined = TypeVar("_Combined", bound=tuple[Any, ...])
 _log = logging.getLogger("scheduler")
 #: Share of the scheduler's call budget a primary call may use (the rest covers the mirror).
 BUDGET_SHARE = 0.8
@@ -422,24 +424,14 @@ class ResilientStateStore:
         timeout: float | None = None,
     ) -> tuple[bool, ExecutionLease | ExecutionGuardError | None, str | None]:
         """The primary's combined call while healthy; else the mirror, and the acquire alone."""
-        job_id = state.job_id
         primary = self.primary
         if not self._degraded and isinstance(primary, CombinedGuardStore):
-            expected = self._to_primary(job_id, expected_revision)
+            expected = self._to_primary(state.job_id, expected_revision)
             seconds = self._combined_budget(timeout)
-            try:
-                saved, lease, ledger = await self._combined_call(
-                    job_id,
-                    seconds,
-                    primary.consume_and_acquire(state, expected, guard, slot, entries, keep, timeout=seconds),
-                )
-            except StoreError as exc:
-                self._degrade(StoreOperation.SAVE, job_id, exc)
-            else:
-                self._known.add(job_id)
-                if saved:
-                    self._mirror[job_id] = state.with_revision(expected_revision + 1)
-                return saved, lease, ledger
+            call = primary.consume_and_acquire(state, expected, guard, slot, entries, keep, timeout=seconds)
+            result = await self._on_primary(state, expected_revision, seconds, call)
+            if result is not None:
+                return result
         saved = await self._save_degraded(state, expected_revision, entries, keep)
         return saved, (_acquire_alone() if saved else None), None
 
@@ -455,34 +447,39 @@ class ResilientStateStore:
         timeout: float | None = None,
     ) -> tuple[bool, bool | ExecutionGuardError, str | None]:
         """The primary's combined call while healthy; else the mirror, and the release alone."""
-        job_id = state.job_id
         primary = self.primary
         seconds = self._combined_budget(timeout)
         if not self._degraded and isinstance(primary, CombinedGuardStore):
-            expected = self._to_primary(job_id, expected_revision)
-            try:
-                saved, released, ledger = await self._combined_call(
-                    job_id,
-                    seconds,
-                    primary.release_and_save(state, expected, guard, lease, entries, keep, timeout=seconds),
-                )
-            except StoreError as exc:
-                self._degrade(StoreOperation.SAVE, job_id, exc)
-            else:
-                self._known.add(job_id)
-                if saved:
-                    self._mirror[job_id] = state.with_revision(expected_revision + 1)
-                return saved, released, ledger
+            expected = self._to_primary(state.job_id, expected_revision)
+            call = primary.release_and_save(state, expected, guard, lease, entries, keep, timeout=seconds)
+            result = await self._on_primary(state, expected_revision, seconds, call)
+            if result is not None:
+                return result
         saved = await self._save_degraded(state, expected_revision, entries, keep)
         return saved, await _release_alone(guard, lease, seconds), None
 
-    async def _combined_call(self, job_id: str, seconds: float, call: Awaitable[T]) -> T:
-        """``call`` (bounded by the primary itself); a stray timeout is a CONNECTION error too."""
+    async def _on_primary(
+        self, state: JobState, expected_revision: int, seconds: float, call: Awaitable[_Combined]
+    ) -> _Combined | None:
+        """A combined call on the primary (bounded by the primary itself): its result, with the
+        mirror following a save it made; None when it failed and the store is now degraded (a
+        stray timeout is a CONNECTION error too)."""
+        job_id = state.job_id
         try:
-            return await call
-        except TimeoutError as exc:
+            result = await call
+        except TimeoutError:
             detail = f"no answer within {seconds:g} s"
-            raise StoreError(StoreErrorKind.CONNECTION, StoreOperation.SAVE, job_id, detail) from exc
+            self._degrade(
+                StoreOperation.SAVE, job_id, StoreError(StoreErrorKind.CONNECTION, StoreOperation.SAVE, job_id, detail)
+            )
+            return None
+        except StoreError as exc:
+            self._degrade(StoreOperation.SAVE, job_id, exc)
+            return None
+        self._known.add(job_id)
+        if result[0]:  # saved
+            self._mirror[job_id] = state.with_revision(expected_revision + 1)
+        return result
 
     async def _save_degraded(
         self, state: JobState, expected_revision: int, entries: Sequence[LedgerEntry], keep: int
