@@ -85,10 +85,13 @@ async def test_a_healthy_primary_runs_the_two_combined_scripts(private_server: S
     assert (long - short) / 20 == 2  # per guarded run: one script before it, one after
 
 
+@pytest.mark.parametrize("fault", ["stopped", "frozen"])
 @pytest.mark.parametrize("policy", [GuardErrorPolicy.SKIP, GuardErrorPolicy.RUN])
 async def test_an_outage_degrades_then_the_combined_calls_resume(
-    private_server: ServerProcess, uid: str, policy: GuardErrorPolicy
+    private_server: ServerProcess, uid: str, policy: GuardErrorPolicy, fault: str
 ) -> None:
+    """A stopped server refuses connections; a frozen one (SIGSTOP) accepts calls and hangs,
+    then runs what was queued when it resumes (late-applied combined scripts included)."""
     runs: list[tuple[datetime, int | None]] = []
     events: list[SchedulerEvent] = []
 
@@ -102,7 +105,10 @@ async def test_an_outage_degrades_then_the_combined_calls_resume(
     try:
         await until(lambda: len(runs) >= 3, "runs with the server up")
         assert all(token for _, token in runs)
-        private_server.stop()
+        if fault == "stopped":
+            private_server.stop()
+        else:
+            private_server.freeze()
         await until(lambda: any(isinstance(e, StoreDegraded) for e in events), "the store to degrade")
         outage = len(runs)
         if policy is GuardErrorPolicy.SKIP:  # fail closed: the acquire alone fails, nothing runs
@@ -115,7 +121,10 @@ async def test_an_outage_degrades_then_the_combined_calls_resume(
         else:  # fail open: the schedule goes on from the mirror, without a lease
             await until(lambda: len(runs) >= outage + 3, "runs from the mirror")
             assert any(token is None for _, token in runs[outage:])
-        private_server.start()  # empty (no persistence): the write-back restores the state
+        if fault == "stopped":
+            private_server.start()  # empty (no persistence): the write-back restores the state
+        else:
+            private_server.thaw()
         await until(lambda: any(isinstance(e, StoreRecovered) for e in events), "the recovery")
         recovered = len(runs)
         await until(lambda: len(runs) >= recovered + 3, "runs after the recovery")
