@@ -7,6 +7,7 @@ as the difference between a long and a short run of the same job shape, so start
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -21,6 +22,7 @@ from scheduler import (
     Scheduler,
     SchedulerStopReason,
     TaskContext,
+    TriggerSource,
     ValkeyExecutionGuard,
     ValkeyStateStore,
 )
@@ -91,3 +93,41 @@ async def test_separate_servers_keep_the_per_component_calls(
         assert "cmdstat_incr" not in stats  # no lease work on the store's server
     finally:
         await guard.aclose()
+
+
+async def test_a_manual_trigger_takes_its_lease_in_the_consuming_call(client: Redis, uid: str) -> None:
+    """trigger_now() on a job whose schedule is far away: the same two script calls as a
+    scheduled run (consume + acquire in the first), nothing else."""
+    await _commands_for(client, f"warm-{uid}", 2)  # loads the scripts
+    ran = asyncio.Event()
+
+    async def task(ctx: TaskContext) -> None:
+        ran.set()
+
+    store = ValkeyStateStore(client=client)
+    guard = ValkeyExecutionGuard(store=store, ttl=timedelta(seconds=30), renew_interval=timedelta(seconds=10))
+    scheduler = Scheduler(store=store, guard=guard)
+    running = asyncio.create_task(scheduler.run(Job(f"manual-{uid}", Interval(timedelta(hours=1)), task)))
+    try:
+        await _wait_for_key(client, f"manual-{uid}")
+        await client.config_resetstat()
+        scheduler.handle().trigger_now()
+        await asyncio.wait_for(ran.wait(), 5)
+    finally:
+        scheduler.handle().shutdown()
+        report = await asyncio.wait_for(running, 5)
+    stats = await client.info("commandstats")
+    calls = {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+    print("server commands for a manual run and the shutdown:", calls)
+    assert calls.get("evalsha") == 2, calls  # consume + acquire, then release + outcome
+    assert calls.get("incr") == 1, calls  # the fence bump, inside the consuming script
+    assert "eval" not in calls, calls
+    assert [run.source for run in report.history] == [TriggerSource.MANUAL]
+
+
+async def _wait_for_key(client: Redis, job_id: str) -> None:
+    for _ in range(500):
+        if [key async for key in client.scan_iter(match=f"*{job_id}*")]:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no key for {job_id}")

@@ -408,18 +408,7 @@ class _Loop:
         state = s.state.consumed(count, decision.next_run_at, opened)
         for drop in decision.drops:
             state = state.skipped(drop.reason, drop.count, drop.last)
-        admission: Admission | None = None
-        if trigger is not None and self.combined and self.starts_at_once():
-            assert self.broker is not None
-            committed, acquired = await self.persistence.commit_and_acquire(
-                state, self.guard, self.broker.slot(trigger), entries
-            )
-            if committed is not None:
-                s.unsaved_skips.clear()
-                s.state = committed  # before the acquire is settled: a retried acquire may raise
-                admission = await self.broker.settle(trigger, acquired)
-        else:
-            committed = await self.commit(state, entries)
+        committed, admission = await self.commit_consuming(state, trigger, entries)
         if committed is None:
             await self.adopt_stored("consume")
             return
@@ -428,6 +417,24 @@ class _Loop:
             self.report_drop(drop, count)
         if trigger is not None:
             await self.dispatch(trigger, admission)
+
+    async def commit_consuming(
+        self, state: JobState, trigger: Trigger | None, entries: list[LedgerEntry] | None
+    ) -> tuple[JobState | None, Admission | None]:
+        """Save a state that consumes ``trigger``; when store and guard share a server and the
+        trigger would start at once, the same call takes its lease (the guard's answer is
+        returned for ``dispatch``). None: another process saved first, nothing consumed."""
+        if trigger is None or not (self.combined and self.starts_at_once()):
+            return await self.commit(state, entries), None
+        assert self.broker is not None
+        committed, acquired = await self.persistence.commit_and_acquire(
+            state, self.guard, self.broker.slot(trigger), entries
+        )
+        if committed is None:
+            return None, None
+        self.s.unsaved_skips.clear()
+        self.s.state = committed  # before the acquire is settled: a retried acquire may raise
+        return committed, await self.broker.settle(trigger, acquired)
 
     def starts_at_once(self) -> bool:
         """Whether a trigger dispatched now goes straight to the guard (in the window, no overlap)."""
@@ -446,13 +453,13 @@ class _Loop:
         trigger = Trigger(now, False, count + 1, TriggerSource.MANUAL)
         opened = open_run(trigger, self.instance) if self.ledger_on else None
         state = s.state.consumed(count + 1, None if exhausted else s.state.next_run_at, opened)
-        committed = await self.commit(state)
+        committed, admission = await self.commit_consuming(state, trigger, None)
         if committed is None:
             await self.adopt_stored("manual")
             s.manual += 1  # still wanted: try again from the adopted state
             return
         s.state = committed
-        await self.dispatch(trigger)
+        await self.dispatch(trigger, admission)
 
     async def commit(self, state: JobState, entries: list[LedgerEntry] | None = None) -> JobState | None:
         """Save through ``Persistence``; a saved state carries every skip applied so far."""
