@@ -80,6 +80,10 @@ class Execution:
     release_task: asyncio.Task[None] | None = field(default=None, repr=False)
     #: The loop releases the lease itself, together with the outcome save (one call).
     release_deferred: bool = False
+    #: The lease renewal task, once started (see ``_start_renewal``).
+    renewer: asyncio.Task[None] | None = field(default=None, repr=False)
+    #: Set when the run's attempts are over: a renewal not started by then never starts.
+    finished: bool = False
 
     @property
     def plain(self) -> bool:
@@ -138,7 +142,7 @@ class Execution:
         started = self.clock.now()
         status, attempts = RunStatus.CANCELLED, 0
         error: str | None = "cancelled before start"
-        renewer = self._start_renewal()
+        self._start_renewal(started)
         try:
             for attempt in range(1, (self.job.retry.max_attempts if self.job.retry else 1) + 1):
                 attempts = attempt
@@ -152,6 +156,8 @@ class Execution:
         except BaseException as exc:
             return Outcome(self._record(started, RunStatus.FAILED, _describe(exc), attempts), fatal=exc)
         finally:
+            self.finished = True
+            renewer = self.renewer
             if renewer is not None:
                 renewer.cancel()
                 await asyncio.gather(renewer, return_exceptions=True)
@@ -258,15 +264,25 @@ class Execution:
             "fencing_token": lease.fencing_token,
         }
 
-    def _start_renewal(self) -> asyncio.Task[None] | None:
+    def _start_renewal(self, started: datetime) -> None:
+        """Start renewing the lease, on the loop's next turn if the run is still going then.
+
+        A run that finishes without suspending (common for short tasks) never needs the
+        renewal task: deferring it by one turn spares creating, cancelling and awaiting it.
+        The renewal schedule still counts from ``started``.
+        """
         if self.lease is None:
-            return None
+            return
         interval = self.guard.renew_interval(self.lease)
         if interval is None:
-            return None
-        return asyncio.get_running_loop().create_task(self._renew_loop(interval))
+            return
+        asyncio.get_running_loop().call_soon(self._begin_renewal, interval, started)
 
-    async def _renew_loop(self, interval: timedelta) -> None:
+    def _begin_renewal(self, interval: timedelta, started: datetime) -> None:
+        if not self.finished:
+            self.renewer = asyncio.get_running_loop().create_task(self._renew_loop(interval, started))
+
+    async def _renew_loop(self, interval: timedelta, started: datetime) -> None:
         """Renew every ``interval``; give the lease up before it can expire under us.
 
         The lease counts as lost at ``expires_at - safety_margin`` (never after): from then
@@ -278,7 +294,6 @@ class Execution:
         lease = self.lease
         assert lease is not None
         clock = self.clock
-        started = clock.now()
         if lease.expires_at is None:
             timing = None
             give_up = started + 2 * interval

@@ -655,8 +655,10 @@ class _Loop:
         lease = execution.lease
         assert lease is not None
         try:
-            committed, released = await asyncio.shield(
-                self.persistence.commit_and_release(self.s.state.completed(record), self.guard, lease, entries)
+            # Not shielded, like the outcome save of the separate calls: if this task is
+            # cancelled the call may or may not have landed, and the lease is released below.
+            committed, released = await self.persistence.commit_and_release(
+                self.s.state.completed(record), self.guard, lease, entries
             )
         except BaseException:
             release = execution.start_release()  # the lease must not wait for its TTL
