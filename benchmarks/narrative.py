@@ -71,8 +71,9 @@ read and extend the harness.
   otherwise the max stands for the tail. Starts per round: {sizes.get("n10ms")} at 10 ms,
   {sizes.get("n100ms")} at 100 ms, {sizes.get("n1s")} at 1 s.
 * 10 ms periods run the peers one after another. The 100 ms and 1 s schedules, idle more than
-  99 % of the time, run all peers at once in separate processes, phase-shifted across the
-  period, so the whole run fits in about a quarter of an hour.
+  99 % of the time, run all peers at once in separate processes, each anchored at its own
+  phase of the period (every peer loads its library before waiting for its phase, so no two
+  peers wake in the same millisecond), so the whole run fits in about a quarter of an hour.
 * CPU = process CPU time over wall time of the whole schedule (CPU %), or per run at an
   interval shorter than any peer's run (saturated: every peer runs back to back).
 * Every measurement runs in a fresh interpreter (`python -m benchmarks.worker ...`). Rounds:
