@@ -162,7 +162,7 @@ def version_key(state_key: str) -> str:
 
 
 def _encode(entry: LedgerEntry) -> str:
-    return json.dumps(entry.to_dict(), separators=(",", ":"))
+    return entry.to_json()
 
 
 def _decode_entry(fields: dict[Any, Any] | None) -> LedgerEntry:
