@@ -34,6 +34,10 @@ class ScriptConnection:
     """Runs registered scripts of one (single-server) client on a dedicated connection."""
 
     def __init__(self, client: Any) -> None:
+        from redis.exceptions import NoScriptError, ResponseError  # loaded with the client already
+
+        self._no_script: type[Exception] = NoScriptError
+        self._error_reply: type[Exception] = ResponseError
         self._pool = client.connection_pool
         self._connection: Any = None
         self._socket_timeout: float | None = None
@@ -52,8 +56,6 @@ class ScriptConnection:
             self._busy = False
 
     async def _run(self, script: Any, keys: Sequence[str], args: Sequence[str]) -> Any:
-        from redis.exceptions import NoScriptError, ResponseError
-
         connection = self._connection
         if connection is None:
             connection = await self._take()
@@ -63,9 +65,9 @@ class ScriptConnection:
         try:
             try:
                 return await self._send(connection, "EVALSHA", script.sha, keys, args)
-            except NoScriptError:
+            except self._no_script:
                 return await self._send(connection, "EVAL", script.script, keys, args)
-        except ResponseError:
+        except self._error_reply:
             raise  # an error reply: the connection is still in step
         except BaseException:
             await connection.disconnect(nowait=True)
