@@ -7,9 +7,11 @@ and order every store applies to a job's entries).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
+from json.encoder import encode_basestring_ascii as _quoted
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._enums import RunSkipReason, RunStatus, TriggerSource
@@ -172,6 +174,53 @@ class LedgerEntry:
                 out[name] = value
         return out
 
+    def to_json(self) -> str:
+        """``to_dict`` as compact JSON, non-ASCII escaped (what the stores keep; one per run).
+
+        Written directly, about three times faster than ``json.dumps`` (a test pins the text to
+        it); an entry holding a value of another type than its field's goes through it.
+        """
+        job_id, instance, count, attempts, catch_up = (
+            self.job_id,
+            self.instance,
+            self.count,
+            self.attempts,
+            self.catch_up,
+        )
+        if not (
+            type(job_id) is str
+            and type(instance) is str
+            and type(count) is int
+            and type(attempts) is int
+            and type(catch_up) is bool
+        ):
+            return _dumps(self.to_dict())
+        parts = [
+            f'{{"job_id":{_quoted(job_id)},"scheduled_at":"{format_utc(self.scheduled_at)}",'
+            f'"fate":"{self.fate.value}","count":{count},"source":"{self.source.value}",'
+            f'"catch_up":{"true" if catch_up else "false"},"attempts":{attempts},"instance":{_quoted(instance)}'
+        ]
+        if self.reason is not None:
+            parts.append(f',"reason":"{self.reason.value}"')
+        if self.last_scheduled_at != self.scheduled_at:
+            parts.append(f',"last_scheduled_at":"{format_utc(self.last_scheduled_at)}"')
+        if self.started_at is not None:
+            parts.append(f',"started_at":"{format_utc(self.started_at)}"')
+        if self.finished_at is not None:
+            parts.append(f',"finished_at":"{format_utc(self.finished_at)}"')
+        error, exit_code, fencing_token = self.error, self.exit_code, self.fencing_token
+        if error is not None:
+            if type(error) is not str:
+                return _dumps(self.to_dict())
+            parts.append(f',"error":{_quoted(error)}')
+        for name, value in (("exit_code", exit_code), ("fencing_token", fencing_token)):
+            if value is not None:
+                if type(value) is not int:
+                    return _dumps(self.to_dict())
+                parts.append(f',"{name}":{value}')
+        parts.append("}")
+        return "".join(parts)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LedgerEntry:
         def instant(name: str) -> datetime | None:
@@ -220,6 +269,7 @@ _DEFAULTS: dict[str, Any] = {
 
 
 _build_entry = slot_filler(LedgerEntry)
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 assert tuple(_DEFAULTS) == LedgerEntry.__slots__, "_DEFAULTS lists every field in order"  # type: ignore[attr-defined]
 
 

@@ -399,7 +399,7 @@ def _rows(entries: Sequence[LedgerEntry]) -> list[tuple[str, int, int, str, str]
             _micros(e.scheduled_at),
             _micros(e.last_scheduled_at),
             e.fate.value,
-            json.dumps(e.to_dict(), separators=(",", ":")),
+            e.to_json(),
         )
         for e in entries
     ]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from ._document import EXTRA, NEWER_SCHEMA, SCHEMA_VERSION, Document
 from ._document import field as document_field
+from ._document_json import document_json
 from ._enums import RunSkipReason, RunStatus, SchedulerStopReason, TriggerSource
 from ._records import record
 from ._time import format_utc
@@ -300,8 +301,11 @@ class JobState(_Stored):
         return new
 
     def to_json(self) -> str:
-        """The stored document: every field but ``revision``, unknown fields included."""
-        return self.model_dump_json()
+        """The stored document: every field but ``revision``, unknown fields included.
+
+        The text ``model_dump_json()`` gives, written without pydantic (see ``_document_json``).
+        """
+        return document_json(self)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> JobState:

@@ -162,7 +162,7 @@ def version_key(state_key: str) -> str:
 
 
 def _encode(entry: LedgerEntry) -> str:
-    return json.dumps(entry.to_dict(), separators=(",", ":"))
+    return entry.to_json()
 
 
 def _decode_entry(fields: dict[Any, Any] | None) -> LedgerEntry:
@@ -462,7 +462,7 @@ class ValkeyStateStore:
         keys = [key, state_keys.version]
         args = [state.to_json(), str(SCHEMA_VERSION), expected]
         if entries:
-            keys.append(self.ledger_key(job_id))
+            keys.append(state_keys.ledger)
             args.append(str(int(keep)))
             args.extend(_encode(e) for e in entries)
         try:
@@ -477,7 +477,7 @@ class ValkeyStateStore:
             raise await self._failed(exc, StoreOperation.SAVE, job_id, key) from exc
         if isinstance(reply, list):  # saved, but the ledger append failed
             detail = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
-            raise self._error(StoreErrorKind.DATA, StoreOperation.LEDGER, job_id, self.ledger_key(job_id), detail)
+            raise self._error(StoreErrorKind.DATA, StoreOperation.LEDGER, job_id, state_keys.ledger, detail)
         return int(reply)
 
     async def save_with_ledger(

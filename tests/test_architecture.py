@@ -33,6 +33,7 @@ LAYERS: dict[str, set[str]] = {
         "_state",
         "_state_json",
         "_document",
+        "_document_json",
         "events",
         "_duration",
         "_jitter",

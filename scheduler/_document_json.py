@@ -1,0 +1,75 @@
+"""The stored JSON of a light document (JobState and its parts), without its pydantic twin.
+
+Every run saves two states. Encoding one through its twin (build the model, then
+``model_dump_json``) costs about twice what this does: here the document's values are laid
+out as plain JSON values (instants as text, nested documents as dicts) and handed to
+pydantic-core's own encoder, the one ``model_dump_json`` ends in. The text is byte for byte
+the twin's ``model_dump_json()`` (a property test pins it), so a document reads back the same
+whichever wrote it. What this must do as the twin does:
+
+* fields in the order of the instance's values (pydantic follows the values, not the class),
+  ``revision`` left out, the fields this release does not know last;
+* instants through ``format_utc`` (the twins' serializer); any other value (enums, the
+  schedule spec, unknown fields) as pydantic infers it, which is what its encoder does here too;
+* compact separators, non-ASCII characters as they are, inf and nan as null.
+
+pydantic-core is imported on the first save, never by the in-memory run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ._document import EXTRA, Document
+from ._time import format_utc
+
+#: Instant fields of each document class (None or an aware datetime).
+_INSTANTS: dict[str, tuple[str, ...]] = {
+    "JobState": ("last_run_at", "last_success_at", "next_run_at", "last_skip_at"),
+    "InFlight": ("occurrence", "started_at"),
+    "OpenRun": ("occurrence",),
+}
+#: Fields holding a document (or None), and fields holding a tuple of them.
+_NESTED_ONE = ("in_flight",)
+_NESTED_MANY = ("open_runs",)
+
+_encode: Callable[[Any], bytes] | None = None
+
+
+def document_json(document: Document) -> str:
+    """The stored text of ``document``: what its pydantic twin's ``model_dump_json()`` returns."""
+    return (_encode or _encoder())(plain_values(document)).decode()
+
+
+def _encoder() -> Callable[[Any], bytes]:
+    global _encode
+    from pydantic_core import to_json
+
+    def encode(value: Any) -> bytes:
+        return to_json(value, inf_nan_mode="null")
+
+    _encode = encode
+    return encode
+
+
+def plain_values(document: Document) -> dict[str, Any]:
+    """The document as the values its JSON holds, in the order pydantic writes them."""
+    values = document.__dict__.copy()
+    extra = values.pop(EXTRA)
+    values.pop("revision", None)
+    for name in _INSTANTS[type(document).__name__]:
+        value = values[name]
+        if value is not None:
+            values[name] = format_utc(value)
+    for name in _NESTED_ONE:
+        value = values.get(name)
+        if value is not None:
+            values[name] = plain_values(value)
+    for name in _NESTED_MANY:
+        value = values.get(name)
+        if value:
+            values[name] = [plain_values(v) for v in value]
+    if extra:
+        values.update(extra)
+    return values
