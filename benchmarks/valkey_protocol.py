@@ -83,6 +83,7 @@ async def _scheduled(variant: str, url: str, runs: int) -> None:
         Job,
         MissedRunPolicy,
         Scheduler,
+        SchedulerConfig,
         SchedulerStopReason,
         StateStore,
         ValkeyExecutionGuard,
@@ -108,7 +109,10 @@ async def _scheduled(variant: str, url: str, runs: int) -> None:
         missed_run_policy=MissedRunPolicy.REPLAY_ALL,
     )
     try:
-        report = await Scheduler(store=store, guard=guard).run(job)
+        # Calls get the floor's 5 s deadline: the default (half the period, at least 50 ms)
+        # would turn one stall of this shared machine into a failed run.
+        config = SchedulerConfig(call_timeout=timedelta(seconds=5))
+        report = await Scheduler(config, store=store, guard=guard).run(job)
         assert report.stop_reason is SchedulerStopReason.TERMINAL, report.stop_reason
         assert report.state.trigger_count == runs, report.state.trigger_count
     finally:

@@ -14,7 +14,7 @@ from scheduler._ledger import LedgerEntry, LedgerFate
 
 texts = st.text(st.characters(codec="utf-8"), max_size=12)
 zones = st.sampled_from([UTC, timezone(timedelta(hours=-3))])
-instants = st.datetimes(min_value=datetime(1000, 1, 2), max_value=datetime(9999, 12, 30), timezones=zones)
+instants = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=zones)
 ints = st.integers(min_value=-(2**70), max_value=2**70)
 
 
