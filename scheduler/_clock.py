@@ -24,7 +24,7 @@ SPIN_SECONDS = EARLY_WAKE_SECONDS + 0.001
 #: and at most ``SPIN_SHARE`` of the whole wait, so that short periods do not spend their time
 #: spinning. Before it the thread naps (``time.sleep``), which costs a fraction of the CPU.
 SPIN_WINDOW_SECONDS = 0.00025
-SPIN_SHARE = 0.05
+SPIN_SHARE = 0.025
 #: The longest nap: the loop serves nothing while the thread naps, so a nap is at most about
 #: one tick of the loop's own timers, and the loop gets a turn between naps. Each nap is a
 #: wake-up of the process (tens of µs of CPU here): one per wait is the aim.
