@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
@@ -166,4 +167,104 @@ async def test_guard_renew_call_respects_its_deadline_on_a_hung_server(private_s
         assert await guard.renew(lease) is True
     finally:
         private_server.thaw()
+        await guard.aclose()
+
+
+async def test_cancelled_during_a_hung_after_run_call(private_server: ServerProcess) -> None:
+    """The scheduler is cancelled while its after-run call (outcome save and lease release in
+    one script) hangs on a frozen server. It stops within the guard's call deadline (it waits
+    that long for a release of its own); a server back within that deadline gets the release,
+    so another replica runs the next occurrence at once instead of after the 30 s TTL."""
+    from scheduler import GuardScope, Interval, Job, Scheduler, TaskContext, ValkeyExecutionGuard
+
+    ran, proceed = asyncio.Event(), asyncio.Event()
+
+    async def first(ctx: TaskContext) -> None:
+        ran.set()
+        await proceed.wait()
+
+    def job(task: Callable[[TaskContext], Awaitable[None]]) -> Job:
+        # RESOURCE scope: a lease left behind would block every later occurrence.
+        return Job("cancelled", Interval(timedelta(milliseconds=200)), task, guard_scope=GuardScope.RESOURCE)
+
+    def guard_for(store: ValkeyStateStore) -> ValkeyExecutionGuard:
+        return ValkeyExecutionGuard(
+            store=store, ttl=timedelta(seconds=30), renew_interval=timedelta(seconds=10), timeout=timedelta(seconds=1)
+        )
+
+    store = ValkeyStateStore(private_server.url)
+    guard = guard_for(store)
+    running = asyncio.create_task(Scheduler(store=store, guard=guard).run(job(first)))
+    try:
+        await asyncio.wait_for(ran.wait(), 5)
+        private_server.freeze()
+        proceed.set()
+        await asyncio.sleep(0.1)  # the after-run script is on its way to the frozen server
+        started = time.monotonic()
+        running.cancel()
+        await asyncio.sleep(0.3)
+        private_server.thaw()  # within the release's 1 s deadline
+        done, _ = await asyncio.wait({running}, timeout=5)
+        assert running in done
+        assert running.cancelled()  # an outer cancellation propagates
+        assert time.monotonic() - started < 1 + 0.5
+    finally:
+        private_server.thaw()
+        await store.aclose()
+        await guard.aclose()
+
+    second_ran = asyncio.Event()
+
+    async def second(ctx: TaskContext) -> None:
+        second_ran.set()
+
+    store = ValkeyStateStore(private_server.url)
+    guard = guard_for(store)
+    scheduler = Scheduler(store=store, guard=guard)
+    replica = asyncio.create_task(scheduler.run(job(second)))
+    try:
+        await asyncio.wait_for(second_ran.wait(), 5)  # not 30 s: the first lease was released
+    finally:
+        scheduler.handle().shutdown()
+        await asyncio.wait_for(replica, 5)
+        await store.aclose()
+        await guard.aclose()
+
+
+async def test_cancelled_while_the_server_stays_frozen_returns_within_the_release_deadline(
+    private_server: ServerProcess,
+) -> None:
+    """With the server frozen throughout, a cancelled scheduler gives up its release after the
+    guard's call deadline (the lease is then left to its TTL, reported as a failed release)."""
+    from scheduler import Interval, Job, Scheduler, TaskContext, ValkeyExecutionGuard
+    from scheduler.events import ExecutionGuardReleaseFailed, SchedulerEvent
+
+    ran, proceed = asyncio.Event(), asyncio.Event()
+    events: list[SchedulerEvent] = []
+
+    async def task(ctx: TaskContext) -> None:
+        ran.set()
+        await proceed.wait()
+
+    store = ValkeyStateStore(private_server.url)
+    guard = ValkeyExecutionGuard(
+        store=store, ttl=timedelta(seconds=30), renew_interval=timedelta(seconds=10), timeout=timedelta(seconds=1)
+    )
+    scheduler = Scheduler(store=store, guard=guard, observer=events.append)
+    running = asyncio.create_task(scheduler.run(Job("frozen", Interval(timedelta(milliseconds=200)), task)))
+    try:
+        await asyncio.wait_for(ran.wait(), 5)
+        private_server.freeze()
+        proceed.set()
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        running.cancel()
+        done, _ = await asyncio.wait({running}, timeout=5)
+        assert running in done
+        assert running.cancelled()
+        assert 0.9 <= time.monotonic() - started < 1 + 0.5
+        assert [type(e) for e in events if isinstance(e, ExecutionGuardReleaseFailed)] == [ExecutionGuardReleaseFailed]
+    finally:
+        private_server.thaw()
+        await store.aclose()
         await guard.aclose()
