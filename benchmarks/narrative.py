@@ -292,8 +292,11 @@ def _limits(data: dict[str, Any], key: str) -> str:
             f"{_m(data, _proto('per-component', 'cpu_us'))} µs. Of the "
             f"{_m(data, lambda r: _proto('combined')(r) - _proto('floor')(r))} µs between the combined protocol and "
             f"the floor, {_m(data, lambda r: _proto('combined', 'cpu_us')(r) - _proto('floor', 'cpu_us')(r))} µs is "
-            "client CPU (the scheduler's own work per run, and its scripts' larger arguments and replies), the rest "
-            "server time and waiting."
+            "client CPU (the scheduler's own work per run, and its scripts' larger arguments and replies) and "
+            f"{_m(data, lambda r: _proto('combined', 'server_us')(r) - _proto('floor', 'server_us')(r))} µs server "
+            f"time ({_m(data, _proto('combined', 'server_us'))} µs against "
+            f"{_m(data, _proto('floor', 'server_us'))} µs: "
+            "the scripts' state checks, lease index and ledger append), the rest waiting."
         )
     if key == "valkey_rt":
         return (
@@ -319,7 +322,13 @@ def _misses(data: dict[str, Any]) -> str:
                 f"* **{j['verdict']}**: {t.label}: {s['median']:,.{d}f} ({s['min']:,.{d}f}–{s['max']:,.{d}f})"
                 f" {t.unit}. {_limits(data, t.key)}".rstrip()
             )
-    return "\n".join(lines) if lines else "* none: every measured target is met in every round."
+    if not lines:
+        return "* none: every measured target is met in every round."
+    lines.append(
+        "* What was tried for the targets still missed, and what stopped there: "
+        '`benchmarks/README.md`, "Targets still missed".'
+    )
+    return "\n".join(lines)
 
 
 def reflow(text: str, width: int = 100) -> str:

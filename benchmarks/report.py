@@ -186,10 +186,17 @@ def _valkey_protocol(data: dict[str, Any]) -> str:
                 PROTOCOL_NAMES[v],
                 cell(data, lambda r, v=v: r["valkey_protocol"][v]["wall_us"], 0),
                 cell(data, lambda r, v=v: r["valkey_protocol"][v]["cpu_us"], 0),
+                cell(data, lambda r, v=v: r["valkey_protocol"][v]["server_us"], 0),
                 cell(data, lambda r, v=v: protocol_ratio(r, v, "floor"), 2),
             ]
         )
-    header = ["protocol (runs back to back)", "wall µs per run", "client CPU µs per run", "wall ÷ floor"]
+    header = [
+        "protocol (runs back to back)",
+        "wall µs per run",
+        "client CPU µs per run",
+        "server µs per run (commandstats)",
+        "wall ÷ floor",
+    ]
     speedup = cell(data, lambda r: protocol_ratio(r, "per-component", "combined"), 2)
     return (
         table(header, rows)

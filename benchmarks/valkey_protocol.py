@@ -132,12 +132,33 @@ def measure(variant: str, url: str, runs: int) -> dict[str, float]:
 
 async def measure_async(variant: str, url: str, runs: int, warmup: int = 50) -> dict[str, Any]:
     """The harness's entry point (one fresh interpreter per variant): ``warmup`` runs first, so
-    imports, connections and script loading are not counted, then ``runs`` runs measured."""
+    imports, connections and script loading are not counted, then ``runs`` runs measured.
+
+    ``server_us``: the server's own time per run (every command's ``usec`` in ``INFO
+    commandstats``, scripts included), read around the measured runs; nothing else uses the
+    private server meanwhile."""
     await (_floor(url, warmup) if variant == "floor" else _scheduled(variant, url, warmup))
+    await _server_usec(url, reset=True)
     wall, cpu = time.perf_counter(), time.process_time()
     await (_floor(url, runs) if variant == "floor" else _scheduled(variant, url, runs))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return {"variant": variant, "wall_us": wall / runs * 1e6, "cpu_us": cpu / runs * 1e6}
+    server = await _server_usec(url, reset=False)
+    return {"variant": variant, "wall_us": wall / runs * 1e6, "cpu_us": cpu / runs * 1e6, "server_us": server / runs}
+
+
+async def _server_usec(url: str, reset: bool) -> float:
+    """Microseconds the server spent in commands since the last reset (after resetting, 0)."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    try:
+        if reset:
+            await client.config_resetstat()
+            return 0.0
+        stats = await client.info("commandstats")
+        return float(sum(int(v["usec"]) for k, v in stats.items() if k != "cmdstat_config|resetstat"))
+    finally:
+        await client.aclose()
 
 
 def _spread(rounds: list[dict[str, dict[str, float]]], variant: str, field: str) -> tuple[float, float]:
