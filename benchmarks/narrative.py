@@ -296,7 +296,8 @@ def _limits(data: dict[str, Any], key: str) -> str:
             f"{_m(data, lambda r: _proto('combined', 'server_us')(r) - _proto('floor', 'server_us')(r))} µs server "
             f"time ({_m(data, _proto('combined', 'server_us'))} µs against "
             f"{_m(data, _proto('floor', 'server_us'))} µs: "
-            "the scripts' state checks, lease index and ledger append), the rest waiting."
+            "the scripts' state checks, lease index and ledger append, each command inside a script costing "
+            "a few µs of call overhead beyond its own time), the rest waiting."
         )
     if key == "valkey_rt":
         return (
