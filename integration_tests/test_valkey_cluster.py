@@ -21,6 +21,7 @@ from scheduler import (
     Job,
     JobState,
     Scheduler,
+    SchedulerConfig,
     SchedulerStopReason,
     StoreError,
     StoreErrorKind,
@@ -145,7 +146,9 @@ async def test_scheduler_runs_jobs_on_every_master_through_the_cli_urls(
     async def one(job_id: str) -> None:
         store, guard = open_store(url), open_guard(url, timedelta(seconds=3))
         try:
-            report = await Scheduler(store=store, guard=guard).run(
+            # Routing is under test, not deadlines: a stall of a loaded machine must not fail a call.
+            config = SchedulerConfig(call_timeout=timedelta(seconds=2))
+            report = await Scheduler(config, store, guard=guard).run(
                 Job(job_id, Interval(timedelta(milliseconds=100)), task, max_runs=4)
             )
             assert report.stop_reason is SchedulerStopReason.TERMINAL

@@ -67,7 +67,9 @@ async def _script_calls(url: str, job_id: str, runs: int) -> int:
                 max_runs=runs,
                 missed_run_policy=MissedRunPolicy.REPLAY_ALL,
             )
-            report = await Scheduler(store=store, guard=guard).run(job)
+            # Counting calls, not timing them: a stall of a loaded machine must not fail a call.
+            config = SchedulerConfig(call_timeout=timedelta(seconds=5))
+            report = await Scheduler(config, store, guard=guard).run(job)
         finally:
             await store.aclose()
         assert report.stop_reason is SchedulerStopReason.TERMINAL
