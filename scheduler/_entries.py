@@ -9,7 +9,7 @@ from ._enums import RunSkipReason
 from ._execution import Execution, Trigger
 from ._ledger import MAX_ERROR_CHARS, LedgerEntry, LedgerFate
 from ._state import OpenRun, RunRecord
-from .events import RunSkipped, RunsMissed
+from .events import RunCompleted, RunSkipped, RunsMissed
 
 #: Drops whose occurrences were late (as opposed to superseded or refused).
 _LATE = (RunSkipReason.MISSED, RunSkipReason.COALESCED)
@@ -75,6 +75,20 @@ def skip_event(job_id: str, at: datetime, trigger: Trigger, reason: RunSkipReaso
         catch_up=trigger.catch_up,
         trigger_count=trigger.trigger_count,
         reason=reason,
+    )
+
+
+def completed_event(job_id: str, at: datetime, record: RunRecord) -> RunCompleted:
+    return RunCompleted(
+        job_id=job_id,
+        at=at,
+        scheduled_at=record.scheduled_at,
+        catch_up=record.catch_up,
+        trigger_count=record.trigger_count,
+        status=record.status,
+        error=record.error,
+        attempts=record.attempts,
+        started_at=record.started_at,
     )
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from ._clock import SystemClock
 from ._decide import Decision, Drop, OverlapAction, Policies, consume_all_due, decide, due_time, on_overlap
-from ._entries import drop_entry, drop_event, open_run, run_entry, skip_entry, skip_event
+from ._entries import completed_event, drop_entry, drop_event, open_run, run_entry, skip_entry, skip_event
 from ._enums import (
     LeaseLostPolicy,
     MissedRunPolicy,
@@ -44,7 +44,6 @@ from ._state import InFlight, JobState, RunRecord, SchedulerReport
 from ._steps import CONTINUE, MAX_CALL_TIMEOUT, Continue, Dispatched, Stop, Wait, call_budget
 from ._store import AttachableStore, StoreAttachment
 from .events import (
-    RunCompleted,
     SchedulerEvent,
     SchedulerPaused,
     SchedulerResumed,
@@ -240,6 +239,8 @@ class _Loop:
                 self.s.state, self.s.resume_first = loaded.state, loaded.resume
                 while True:
                     step = await self.step()
+                    if self.s.unsaved_runs:  # no save of the step carried them
+                        await self.save_merged(_unchanged, "complete")
                     if isinstance(step, Stop):
                         reason = step.reason
                         await self.flush()
@@ -285,6 +286,11 @@ class _Loop:
         self.begin_stop(reason, None)
         self.drop_queued()
         await self.cancel_active()
+        if self.s.unsaved_runs:
+            try:
+                await self.save_merged(_unchanged, "complete")
+            except Exception:  # best effort while aborting, as for the cancelled runs
+                pass
         self.emit_stopped(reason)
 
     async def cancel_active(self) -> None:
@@ -319,7 +325,7 @@ class _Loop:
         """
         s = self.s
         for task in [t for t in s.active if t.done()]:
-            await self.complete(task)
+            await self.complete(task, stage=True)
         if s.cancel_requested:
             self.begin_stop(SchedulerStopReason.CANCELLED, None)
             self.drop_queued()
@@ -372,6 +378,8 @@ class _Loop:
         return Wait(due_time(self.policies, next_run_at))
 
     async def finish(self) -> SchedulerStopReason:
+        if self.s.unsaved_runs:  # the last outcomes: saved (and their entries written) first
+            await self.save_merged(_unchanged, "complete")
         if self.config.terminal_state_policy is TerminalStatePolicy.DELETE:
             self.s.unsaved_skips.clear()  # nothing of the state is kept
             await self.persistence.delete()
@@ -462,11 +470,27 @@ class _Loop:
         await self.dispatch(trigger, admission)
 
     async def commit(self, state: JobState, entries: list[LedgerEntry] | None = None) -> JobState | None:
-        """Save through ``Persistence``; a saved state carries every skip applied so far."""
+        """Save through ``Persistence``; a saved state carries every skip and outcome applied
+        so far (``state`` is derived from the session's), and the outcomes' ledger entries."""
+        s = self.s
+        staged = s.unsaved_runs
+        if staged and self.ledger_on:
+            entries = [entry for _, entry in staged if entry is not None] + (entries or [])
         committed = await self.persistence.commit(state, entries)
-        if committed is not None and self.s.unsaved_skips:
-            self.s.unsaved_skips.clear()
+        if committed is not None:
+            if s.unsaved_skips:
+                s.unsaved_skips.clear()
+            if staged:
+                self.report_saved_runs()
         return committed
+
+    def report_saved_runs(self) -> None:
+        """The staged outcomes are saved (or given up on): report them."""
+        s = self.s
+        staged, s.unsaved_runs = s.unsaved_runs, []
+        if self.emit_or_none is not None:
+            for record, _ in staged:
+                self.emit_or_none(completed_event(self.job.job_id, self.clock.now(), record))
 
     async def flush(self) -> None:
         """Save skips decided since the last save (a queued trigger dropped at shutdown)."""
@@ -488,6 +512,8 @@ class _Loop:
             stored = stored.skipped(reason, 1, occurrence)
             if self.ledger_on:
                 stored = stored.settled(occurrence)
+        for record, _ in s.unsaved_runs:
+            stored = stored.completed(record)
         s.state = stored
         self.emit(
             StateConflict(
@@ -519,8 +545,11 @@ class _Loop:
                     self.job.job_id,
                     during,
                 )
-                if entries:
-                    self.persistence.append_later(entries)
+                staged = [entry for _, entry in s.unsaved_runs if entry is not None]
+                if entries or staged:
+                    self.persistence.append_later(staged + (entries or []))
+                if s.unsaved_runs:
+                    self.report_saved_runs()
                 return
         s.state = committed
 
@@ -610,8 +639,13 @@ class _Loop:
         self.s.active[task] = execution
         return Dispatched.STARTED
 
-    async def complete(self, task: asyncio.Task[Outcome]) -> None:
-        """Apply a finished run: history, outcome saved (merged on a conflict), RunCompleted."""
+    async def complete(self, task: asyncio.Task[Outcome], stage: bool = False) -> None:
+        """Apply a finished run: history, outcome saved (merged on a conflict), RunCompleted.
+
+        ``stage``: a run with no lease to release only applies its outcome to the state, and
+        the next save of the same step carries it (at saturation, the save consuming the next
+        occurrence: one save per run instead of two); see ``Session.unsaved_runs``.
+        """
         s = self.s
         execution = s.active.pop(task)
         # A task cancelled before its first step never ran its own bookkeeping.
@@ -624,7 +658,13 @@ class _Loop:
             raise outcome.fatal
         record = outcome.record
         s.history.append(record)
-        entries = [run_entry(self.job.job_id, record, execution, self.instance)] if self.ledger_on else None
+        entry = run_entry(self.job.job_id, record, execution, self.instance) if self.ledger_on else None
+        # Not with a store that saves together with the guard: its consume call bypasses ``commit``.
+        if stage and release is None and not self.combined:
+            s.state = s.state.completed(record)
+            s.unsaved_runs.append((record, entry))
+            return
+        entries = None if entry is None else [entry]
         if execution.release_deferred:
             await self.release_and_save(execution, record, entries)
         elif release is None:
@@ -634,19 +674,7 @@ class _Loop:
                 self.save_merged(lambda st: st.completed(record), "complete", entries), asyncio.shield(release)
             )
         if self.emit_or_none is not None:
-            self.emit_or_none(
-                RunCompleted(
-                    job_id=self.job.job_id,
-                    at=self.clock.now(),
-                    scheduled_at=record.scheduled_at,
-                    catch_up=record.catch_up,
-                    trigger_count=record.trigger_count,
-                    status=record.status,
-                    error=record.error,
-                    attempts=record.attempts,
-                    started_at=record.started_at,
-                )
-            )
+            self.emit_or_none(completed_event(self.job.job_id, self.clock.now(), record))
 
     async def release_and_save(
         self, execution: Execution, record: RunRecord, entries: list[LedgerEntry] | None
@@ -710,6 +738,10 @@ class _Loop:
         self.count_skip(drop.reason, drop.count)
         if self.emit_or_none is not None:  # at saturation every decision drops something: stay cheap
             self.emit_or_none(drop_event(self.job.job_id, self.clock.now(), drop, trigger_count))
+
+
+def _unchanged(state: JobState) -> JobState:
+    return state
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
