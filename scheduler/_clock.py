@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Protocol, runtime_checkable
 
 #: How often a long sleep re-reads the wall clock, so a suspend or an NTP step is noticed.
@@ -72,8 +73,8 @@ class SystemClock:
     wait never ends before its instant.
     """
 
-    def now(self) -> datetime:
-        return datetime.now(UTC)
+    #: ``datetime.now(UTC)`` itself, with no method frame around it (read three times per run).
+    now: Callable[[], datetime] = staticmethod(partial(datetime.now, UTC))
 
     async def sleep_until(self, instant: datetime) -> None:
         window = self.spin_window(instant)

@@ -7,7 +7,7 @@ from datetime import datetime
 from ._decide import Drop
 from ._enums import RunSkipReason
 from ._execution import Execution, Trigger
-from ._ledger import MAX_ERROR_CHARS, LedgerEntry, LedgerFate
+from ._ledger import MAX_ERROR_CHARS, RUN_FATES, LedgerEntry, LedgerFate, build_entry
 from ._state import OpenRun, RunRecord
 from .events import RunCompleted, RunSkipped, RunsMissed
 
@@ -48,10 +48,10 @@ def skip_entry(job_id: str, trigger: Trigger, reason: RunSkipReason, instance: s
 def run_entry(job_id: str, record: RunRecord, execution: Execution, instance: str) -> LedgerEntry:
     lease = execution.lease
     error = record.error
-    return LedgerEntry.trusted_values(
+    return build_entry(
         job_id,
         record.scheduled_at,
-        LedgerFate.of_run(record.status),
+        RUN_FATES[record.status],
         None,  # reason
         1,  # count
         record.scheduled_at,  # last_scheduled_at

@@ -84,59 +84,62 @@ class Execution:
     renewer: asyncio.Task[None] | None = field(default=None, repr=False)
     #: Set when the run's attempts are over: a renewal not started by then never starts.
     finished: bool = False
-
-    @property
-    def plain(self) -> bool:
-        """One attempt, no time limit, no lease: ``run_plain`` does all ``run`` would."""
-        job = self.job
-        return self.lease is None and job.retry is None and job.timeout is None
+    #: Called by ``run_plain`` as it ends (the loop's wake-up, cheaper than a done callback).
+    on_done: Callable[[], None] | None = None
 
     async def run_plain(self) -> Outcome:
-        """``run`` for the common case (see ``plain``), without the retry loop, renewal and
-        release steps it would skip anyway: the same outcome, events and log lines."""
-        started = self.clock.now()
-        t = self.trigger
-        if self.emit is not None:
-            self.emit(
-                RunStarted(
-                    job_id=self.job.job_id,
-                    at=self.clock.now(),
-                    scheduled_at=t.scheduled_at,
-                    catch_up=t.catch_up,
-                    trigger_count=t.trigger_count,
-                    attempt=1,
-                )
-            )
-        run = _run_context(
-            self.job.job_id,
-            t.scheduled_at,
-            t.catch_up,
-            self.context_zone,
-            t.trigger_count,
-            1,  # attempt
-            t.source,
-            None,  # fencing_token: no lease
-            t.resumed,
-        )
-        task = self.job.task
+        """``run`` for the common case (one attempt, no time limit, no lease), without the
+        retry loop, renewal and release steps it would skip anyway: the same outcome, events
+        and log lines. Ends by calling ``on_done``."""
         try:
-            if task.kind is TaskKind.ASYNC:  # the common case, without ``invoke``'s frame
-                await task.fn(_task_context(run, self.job.deps))
-            else:
-                await task.invoke(_task_context(run, self.job.deps))
-        except asyncio.CancelledError:
-            return Outcome(self._record(started, RunStatus.CANCELLED, "cancelled", 1))
-        except TimeoutError as exc:  # raised by the task itself: there is no time limit here
-            return Outcome(self._record(started, RunStatus.FAILED, _describe(exc), 1))
-        except Exception as exc:
-            _log.error("job %s run %s attempt %d failed", self.job.job_id, t.scheduled_at.isoformat(), 1, exc_info=exc)
-            code = getattr(exc, "returncode", None)
-            self.exit_code = code if isinstance(code, int) else None
-            return Outcome(self._record(started, RunStatus.FAILED, _describe(exc), 1))
-        except BaseException as exc:
-            return Outcome(self._record(started, RunStatus.FAILED, _describe(exc), 1), fatal=exc)
-        self.exit_code = None
-        return Outcome(self._record(started, RunStatus.SUCCESS, None, 1))
+            started = self.clock.now()
+            t = self.trigger
+            if self.emit is not None:
+                self.emit(
+                    RunStarted(
+                        job_id=self.job.job_id,
+                        at=self.clock.now(),
+                        scheduled_at=t.scheduled_at,
+                        catch_up=t.catch_up,
+                        trigger_count=t.trigger_count,
+                        attempt=1,
+                    )
+                )
+            run = _run_context(
+                self.job.job_id,
+                t.scheduled_at,
+                t.catch_up,
+                self.context_zone,
+                t.trigger_count,
+                1,  # attempt
+                t.source,
+                None,  # fencing_token: no lease
+                t.resumed,
+            )
+            task = self.job.task
+            try:
+                if task.kind is TaskKind.ASYNC:  # the common case, without ``invoke``'s frame
+                    await task.fn(_task_context(run, self.job.deps))
+                else:
+                    await task.invoke(_task_context(run, self.job.deps))
+            except asyncio.CancelledError:
+                return Outcome(self._record(started, RunStatus.CANCELLED, "cancelled", 1))
+            except TimeoutError as exc:  # raised by the task itself: there is no time limit here
+                return Outcome(self._record(started, RunStatus.FAILED, _describe(exc), 1))
+            except Exception as exc:
+                _log.error(
+                    "job %s run %s attempt %d failed", self.job.job_id, t.scheduled_at.isoformat(), 1, exc_info=exc
+                )
+                code = getattr(exc, "returncode", None)
+                self.exit_code = code if isinstance(code, int) else None
+                return Outcome(self._record(started, RunStatus.FAILED, _describe(exc), 1))
+            except BaseException as exc:
+                return Outcome(self._record(started, RunStatus.FAILED, _describe(exc), 1), fatal=exc)
+            self.exit_code = None
+            return Outcome(self._record(started, RunStatus.SUCCESS, None, 1))
+        finally:
+            if self.on_done is not None:
+                self.on_done()
 
     async def run(self) -> Outcome:
         started = self.clock.now()

@@ -45,10 +45,10 @@ class LedgerFate(StrEnum):
 
     @classmethod
     def of_run(cls, status: RunStatus) -> LedgerFate:
-        return _RUN_FATES[status]
+        return RUN_FATES[status]
 
 
-_RUN_FATES = {status: LedgerFate(status.value) for status in RunStatus}
+RUN_FATES = {status: LedgerFate(status.value) for status in RunStatus}
 
 
 def _aware(value: datetime, what: str) -> datetime:
@@ -135,8 +135,8 @@ class LedgerEntry:
 
     @classmethod
     def trusted_values(cls, *values: Any) -> LedgerEntry:
-        """Like ``trusted``, from every field's value in declaration order (one per run)."""
-        return _build_entry(*values)
+        """Like ``trusted``, from every field's value in declaration order."""
+        return build_entry(*values)
 
     @property
     def duration_seconds(self) -> float | None:
@@ -268,7 +268,8 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
-_build_entry = slot_filler(LedgerEntry)
+#: ``LedgerEntry.trusted_values`` without the method call (the run loop builds one per run).
+build_entry = slot_filler(LedgerEntry)
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 assert tuple(_DEFAULTS) == LedgerEntry.__slots__, "_DEFAULTS lists every field in order"  # type: ignore[attr-defined]
 

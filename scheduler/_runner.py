@@ -14,8 +14,9 @@ import logging
 import os
 import random
 import socket
+import types
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -40,7 +41,7 @@ from ._ledger import LedgerEntry
 from ._loading import load_state, new_state
 from ._persist import Persistence
 from ._session import Session
-from ._state import InFlight, JobState, RunRecord, SchedulerReport
+from ._state import InFlight, JobState, OpenRun, RunRecord, SchedulerReport
 from ._steps import CONTINUE, MAX_CALL_TIMEOUT, Continue, Dispatched, Stop, Wait, call_budget
 from ._store import AttachableStore, StoreAttachment
 from .events import (
@@ -105,6 +106,8 @@ class _Loop:
             job.missed_run_policy is MissedRunPolicy.REPLAY_ALL
             and job.overlap_policy is not OverlapPolicy.ALLOW_PARALLEL
         )
+        #: Runs of this job take one attempt with no time limit (``Execution.plain`` without a lease).
+        self.plain_job = job.retry is None and job.timeout is None
         self.s = Session(state=JobState.initial(job.job_id), history=deque(maxlen=self.config.history_limit))
         self.stopping = asyncio.Event()  # set once: runs stop retrying
         self.releases: set[asyncio.Task[None]] = set()
@@ -125,6 +128,12 @@ class _Loop:
         # loop again would only cost it a turn.
         if task in self.s.active:
             self.wake()
+
+    def cancel_run(self, task: asyncio.Task[Outcome]) -> None:
+        """Cancel a run whose end wakes the loop. A plain run wakes it from its last line
+        (``Execution.on_done``), which a task cancelled before its first step never reaches."""
+        task.cancel()
+        task.add_done_callback(self.on_run_done)
 
     def wake(self) -> None:
         self._woken = True
@@ -208,7 +217,7 @@ class _Loop:
             self.begin_stop(SchedulerStopReason.LEASE_LOST, None)
             self.wake()
         elif policy is LeaseLostPolicy.CANCEL_RUN and execution.task is not None:
-            execution.task.cancel()
+            self.cancel_run(execution.task)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -324,6 +333,8 @@ class _Loop:
         10. otherwise wait for the next occurrence (or for the active run, under REPLAY_ALL).
         """
         s = self.s
+        # What woke the loop until now is seen by this step (runs it completes woke it too).
+        self._woken = False
         for task in [t for t in s.active if t.done()]:
             await self.complete(task, stage=True)
         if s.cancel_requested:
@@ -337,7 +348,7 @@ class _Loop:
                 return Stop(s.stop_reason)
             if s.grace_deadline is not None and self.clock.now() >= s.grace_deadline:
                 for task in s.active:
-                    task.cancel()
+                    self.cancel_run(task)
                 return Wait(None)  # woken when the cancelled runs complete
             return Wait(s.grace_deadline)
         now = self.clock.now()
@@ -368,7 +379,7 @@ class _Loop:
                 await self.consume(decision)
                 # With a fast store nothing above suspends; at sub-millisecond intervals the
                 # next occurrence is already due, so yield or the runs we start never run.
-                await asyncio.sleep(0)
+                await _yield_to_loop()
                 return CONTINUE
         if s.state.next_run_at is None and not s.active and s.queued is None and not s.manual:
             return Stop(await self.finish())
@@ -412,11 +423,18 @@ class _Loop:
                 if decision.drops
                 else None
             )
-            opened = None if trigger is None else open_run(trigger, self.instance)
+            opened = (
+                None
+                if trigger is None
+                else OpenRun.trusted(trigger.scheduled_at, self.instance, count, trigger.source, trigger.catch_up)
+            )
         state = s.state.consumed(count, decision.next_run_at, opened)
         for drop in decision.drops:
             state = state.skipped(drop.reason, drop.count, drop.last)
-        committed, admission = await self.commit_consuming(state, trigger, entries)
+        if self.combined:
+            committed, admission = await self.commit_consuming(state, trigger, entries)
+        else:  # the common case, without the tuple
+            committed, admission = await self.commit(state, entries), None
         if committed is None:
             await self.adopt_stored("consume")
             return
@@ -473,23 +491,22 @@ class _Loop:
         """Save through ``Persistence``; a saved state carries every skip and outcome applied
         so far (``state`` is derived from the session's), and the outcomes' ledger entries."""
         s = self.s
-        staged = s.unsaved_runs
-        if staged and self.ledger_on:
-            entries = [entry for _, entry in staged if entry is not None] + (entries or [])
+        if s.unsaved_entries:
+            entries = s.unsaved_entries + entries if entries else s.unsaved_entries
         committed = await self.persistence.commit(state, entries)
         if committed is not None:
             if s.unsaved_skips:
                 s.unsaved_skips.clear()
-            if staged:
-                self.report_saved_runs()
+            if s.unsaved_runs:
+                self.settle_staged()
         return committed
 
-    def report_saved_runs(self) -> None:
-        """The staged outcomes are saved (or given up on): report them."""
+    def settle_staged(self) -> None:
+        """The staged outcomes are saved (or given up on): forget them, report them."""
         s = self.s
-        staged, s.unsaved_runs = s.unsaved_runs, []
+        staged, s.unsaved_runs, s.unsaved_entries = s.unsaved_runs, [], []
         if self.emit_or_none is not None:
-            for record, _ in staged:
+            for record in staged:
                 self.emit_or_none(completed_event(self.job.job_id, self.clock.now(), record))
 
     async def flush(self) -> None:
@@ -512,7 +529,7 @@ class _Loop:
             stored = stored.skipped(reason, 1, occurrence)
             if self.ledger_on:
                 stored = stored.settled(occurrence)
-        for record, _ in s.unsaved_runs:
+        for record in s.unsaved_runs:
             stored = stored.completed(record)
         s.state = stored
         self.emit(
@@ -545,11 +562,10 @@ class _Loop:
                     self.job.job_id,
                     during,
                 )
-                staged = [entry for _, entry in s.unsaved_runs if entry is not None]
-                if entries or staged:
-                    self.persistence.append_later(staged + (entries or []))
+                if entries or s.unsaved_entries:
+                    self.persistence.append_later(s.unsaved_entries + (entries or []))
                 if s.unsaved_runs:
-                    self.report_saved_runs()
+                    self.settle_staged()
                 return
         s.state = committed
 
@@ -572,9 +588,11 @@ class _Loop:
             )
         if admission is not None:  # window and overlap were checked before the combined call
             return await self.start(trigger, admission)
-        if not self.in_window():
+        if self.job.time_window is not None and not self.in_window():
             self.skip(trigger, RunSkipReason.OUTSIDE_TIME_WINDOW)
             return Dispatched.SKIPPED
+        if not s.active:  # nothing to overlap with: START, as ``on_overlap`` says (the common case)
+            return await self.start(trigger)
         action = on_overlap(self.job.overlap_policy, len(s.active), s.queued is not None)
         if action is OverlapAction.SKIP:
             self.skip(trigger, RunSkipReason.OVERLAP)
@@ -620,6 +638,7 @@ class _Loop:
                 if lease is not None and self.broker is not None:
                     await asyncio.shield(self.broker.release_quietly(lease))
                 raise
+        plain = lease is None and self.plain_job
         execution = Execution(
             job=self.job,
             trigger=trigger,
@@ -632,10 +651,12 @@ class _Loop:
             stopping=self.stopping,
             rng=self.rng,
             release_deferred=self.combined and lease is not None,
+            on_done=self.wake if plain else None,
         )
-        task = asyncio.get_running_loop().create_task(execution.run_plain() if execution.plain else execution.run())
+        task = asyncio.get_running_loop().create_task(execution.run_plain() if plain else execution.run())
         execution.task = task
-        task.add_done_callback(self.on_run_done)
+        if not plain:  # a plain run wakes the loop itself, with no callback to schedule
+            task.add_done_callback(self.on_run_done)
         self.s.active[task] = execution
         return Dispatched.STARTED
 
@@ -658,13 +679,14 @@ class _Loop:
             raise outcome.fatal
         record = outcome.record
         s.history.append(record)
-        entry = run_entry(self.job.job_id, record, execution, self.instance) if self.ledger_on else None
+        entries = [run_entry(self.job.job_id, record, execution, self.instance)] if self.ledger_on else None
         # Not with a store that saves together with the guard: its consume call bypasses ``commit``.
         if stage and release is None and not self.combined:
             s.state = s.state.completed(record)
-            s.unsaved_runs.append((record, entry))
+            s.unsaved_runs.append(record)
+            if entries:
+                s.unsaved_entries += entries
             return
-        entries = None if entry is None else [entry]
         if execution.release_deferred:
             await self.release_and_save(execution, record, entries)
         elif release is None:
@@ -738,6 +760,12 @@ class _Loop:
         self.count_skip(drop.reason, drop.count)
         if self.emit_or_none is not None:  # at saturation every decision drops something: stay cheap
             self.emit_or_none(drop_event(self.job.job_id, self.clock.now(), drop, trigger_count))
+
+
+@types.coroutine
+def _yield_to_loop() -> Generator[None, None, None]:
+    """``asyncio.sleep(0)`` in one frame instead of two (the loop yields once per run)."""
+    yield
 
 
 def _unchanged(state: JobState) -> JobState:

@@ -41,8 +41,9 @@ class Session:
     #: Skips applied to ``state`` since its last save (occurrence, reason): carried by the
     #: next save, re-applied to a document adopted after a conflict, flushed at stop.
     unsaved_skips: list[tuple[datetime, RunSkipReason]] = field(default_factory=list)
-    #: Outcomes applied to ``state`` but not saved yet, with their ledger entries: the next
-    #: save carries them (usually the one consuming the next occurrence), a document adopted
+    #: Outcomes applied to ``state`` but not saved yet: the next save carries them (usually
+    #: the one consuming the next occurrence) with their ledger entries, a document adopted
     #: after a conflict gets them again, and the step that applied them saves them if nothing
     #: else did. Each is reported (``RunCompleted``) once saved.
-    unsaved_runs: list[tuple[RunRecord, LedgerEntry | None]] = field(default_factory=list)
+    unsaved_runs: list[RunRecord] = field(default_factory=list)
+    unsaved_entries: list[LedgerEntry] = field(default_factory=list)

@@ -209,8 +209,10 @@ class JobState(_Stored):
         ``opened``: the consumed occurrence that is about to run (see ``opened``), in the same copy.
         """
         if opened is None:
-            return self._replace(trigger_count=trigger_count, next_run_at=next_run_at)
-        return self._replace(trigger_count=trigger_count, next_run_at=next_run_at, open_runs=(*self.open_runs, opened))
+            return self._copy_with({"trigger_count": trigger_count, "next_run_at": next_run_at})
+        return self._copy_with(
+            {"trigger_count": trigger_count, "next_run_at": next_run_at, "open_runs": (*self.open_runs, opened)}
+        )
 
     def rescheduled(self, next_run_at: datetime | None, schedule_fingerprint: str | None) -> JobState:
         """The schedule changed (or was repaired): continue at ``next_run_at``."""

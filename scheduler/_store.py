@@ -241,9 +241,13 @@ class InMemoryStateStore:
     def save_if_with_ledger_now(
         self, state: JobState, entries: Sequence[LedgerEntry], expected_revision: int, keep: int
     ) -> bool:
-        """The conditional ``save_with_ledger`` without a coroutine."""
-        if not self.save_if_now(state, expected_revision):
+        """The conditional ``save_with_ledger`` without a coroutine (``save_if_now`` inlined:
+        the run loop calls this once per run)."""
+        job_id = state.job_id
+        if self._revisions.get(job_id, 0) != expected_revision:
             return False
+        self._states[job_id] = state
+        self._revisions[job_id] = expected_revision + 1
         self.append_now(entries, keep)
         return True
 
