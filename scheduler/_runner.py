@@ -42,7 +42,7 @@ from ._loading import load_state, new_state
 from ._persist import Persistence
 from ._session import Session
 from ._state import InFlight, JobState, OpenRun, RunRecord, SchedulerReport
-from ._steps import CONTINUE, MAX_CALL_TIMEOUT, Continue, Dispatched, Stop, Wait, call_budget
+from ._steps import AFTER_STARTS, CONTINUE, MAX_CALL_TIMEOUT, Continue, Dispatched, Stop, Wait, call_budget
 from ._store import AttachableStore, StoreAttachment
 from .events import (
     SchedulerEvent,
@@ -250,11 +250,16 @@ class _Loop:
                     step = await self.step()
                     if self.s.unsaved_runs:  # no save of the step carried them
                         await self.save_merged(_unchanged, "complete")
-                    if isinstance(step, Stop):
+                    if step is AFTER_STARTS:
+                        # With a fast store nothing in the step suspends; at sub-millisecond
+                        # intervals the next occurrence is already due, so yield or the runs
+                        # we start never run. Here rather than in the step: one frame less.
+                        await _yield_to_loop()
+                    elif isinstance(step, Stop):
                         reason = step.reason
                         await self.flush()
                         break
-                    if isinstance(step, Wait):
+                    elif isinstance(step, Wait):
                         await self.wait(step.deadline)
             except asyncio.CancelledError:
                 await self.abort(SchedulerStopReason.CANCELLED)
@@ -377,10 +382,7 @@ class _Loop:
             decision = decide(self.policies, s.state.next_run_at, s.state.trigger_count, now)
             if decision is not None:
                 await self.consume(decision)
-                # With a fast store nothing above suspends; at sub-millisecond intervals the
-                # next occurrence is already due, so yield or the runs we start never run.
-                await _yield_to_loop()
-                return CONTINUE
+                return AFTER_STARTS
         if s.state.next_run_at is None and not s.active and s.queued is None and not s.manual:
             return Stop(await self.finish())
         next_run_at = s.state.next_run_at

@@ -50,10 +50,13 @@ class Stop:
 
 @record
 class Continue:
-    """Decide again at once."""
+    """Decide again at once (``yield_first``: once the runs just started had their first step)."""
+
+    yield_first: bool = False
 
 
 CONTINUE = Continue()
+AFTER_STARTS = Continue(yield_first=True)
 
 
 class Dispatched(Enum):
