@@ -87,15 +87,18 @@ class Execution:
 
     @property
     def plain(self) -> bool:
-        """One attempt, no time limit, no lease: ``run_plain`` does all ``run`` would."""
+        """One attempt, no time limit: ``run_plain`` does all ``run`` would."""
         job = self.job
-        return self.lease is None and job.retry is None and job.timeout is None
+        return job.retry is None and job.timeout is None
 
     async def run_plain(self) -> Outcome:
-        """``run`` for the common case (see ``plain``), without the retry loop, renewal and
-        release steps it would skip anyway: the same outcome, events and log lines."""
+        """``run`` for the common case (see ``plain``), without the retry loop and the steps it
+        would skip anyway: the same outcome, events, log lines and lease handling."""
         started = self.clock.now()
         t = self.trigger
+        lease = self.lease
+        if lease is not None:
+            self._start_renewal(started)
         if self.emit is not None:
             self.emit(
                 RunStarted(
@@ -115,28 +118,35 @@ class Execution:
             t.trigger_count,
             1,  # attempt
             t.source,
-            None,  # fencing_token: no lease
+            None if lease is None else lease.fencing_token,
             t.resumed,
         )
         task = self.job.task
         try:
-            if task.kind is TaskKind.ASYNC:  # the common case, without ``invoke``'s frame
-                await task.fn(_task_context(run, self.job.deps))
-            else:
-                await task.invoke(_task_context(run, self.job.deps))
-        except asyncio.CancelledError:
-            return Outcome(self._record(started, RunStatus.CANCELLED, "cancelled", 1))
-        except TimeoutError as exc:  # raised by the task itself: there is no time limit here
-            return Outcome(self._record(started, RunStatus.FAILED, _describe(exc), 1))
-        except Exception as exc:
-            _log.error("job %s run %s attempt %d failed", self.job.job_id, t.scheduled_at.isoformat(), 1, exc_info=exc)
-            code = getattr(exc, "returncode", None)
-            self.exit_code = code if isinstance(code, int) else None
-            return Outcome(self._record(started, RunStatus.FAILED, _describe(exc), 1))
-        except BaseException as exc:
-            return Outcome(self._record(started, RunStatus.FAILED, _describe(exc), 1), fatal=exc)
-        self.exit_code = None
-        return Outcome(self._record(started, RunStatus.SUCCESS, None, 1))
+            try:
+                if task.kind is TaskKind.ASYNC:  # the common case, without ``invoke``'s frame
+                    await task.fn(_task_context(run, self.job.deps))
+                else:
+                    await task.invoke(_task_context(run, self.job.deps))
+            except asyncio.CancelledError:
+                return Outcome(self._record(started, RunStatus.CANCELLED, "cancelled", 1))
+            except TimeoutError as exc:  # raised by the task itself: there is no time limit here
+                return Outcome(self._record(started, RunStatus.FAILED, _describe(exc), 1))
+            except Exception as exc:
+                _log.error(
+                    "job %s run %s attempt %d failed", self.job.job_id, t.scheduled_at.isoformat(), 1, exc_info=exc
+                )
+                code = getattr(exc, "returncode", None)
+                self.exit_code = code if isinstance(code, int) else None
+                return Outcome(self._record(started, RunStatus.FAILED, _describe(exc), 1))
+            except BaseException as exc:
+                return Outcome(self._record(started, RunStatus.FAILED, _describe(exc), 1), fatal=exc)
+            self.exit_code = None
+            return Outcome(self._record(started, RunStatus.SUCCESS, None, 1))
+        finally:
+            self.finished = True
+            if lease is not None:
+                await self._end_lease()
 
     async def run(self) -> Outcome:
         started = self.clock.now()
@@ -157,15 +167,19 @@ class Execution:
             return Outcome(self._record(started, RunStatus.FAILED, _describe(exc), attempts), fatal=exc)
         finally:
             self.finished = True
-            renewer = self.renewer
-            if renewer is not None:
-                renewer.cancel()
-                await asyncio.gather(renewer, return_exceptions=True)
-            if self.lease is not None and not self.release_deferred:
-                # A task of its own: the loop overlaps it with the completion save, and it
-                # finishes even if whoever awaits it is cancelled.
-                self.release_task = asyncio.get_running_loop().create_task(self._release())
+            await self._end_lease()
         return Outcome(self._record(started, status, error, attempts))
+
+    async def _end_lease(self) -> None:
+        """The run is over: stop renewing, and release the lease unless the loop does it."""
+        renewer = self.renewer
+        if renewer is not None:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
+        if self.lease is not None and not self.release_deferred:
+            # A task of its own: the loop overlaps it with the completion save, and it
+            # finishes even if whoever awaits it is cancelled.
+            self.release_task = asyncio.get_running_loop().create_task(self._release())
 
     def cancelled_before_start(self) -> Outcome:
         """The outcome of a run task that was cancelled before its first step."""
@@ -371,7 +385,7 @@ class Execution:
 
     def report_release(self, released: bool | BaseException | None) -> None:
         """Emit what became of the lease: released, already gone, or the release failed."""
-        if self.lease is None:
+        if self.lease is None or self.emit is None:  # nobody listens: build no event
             return
         if isinstance(released, BaseException):
             self._event(ExecutionGuardReleaseFailed(**self._guard_fields(), error=_describe(released)))

@@ -86,7 +86,13 @@ class _Loop:
         self.broker: LeaseBroker | None = None
         if not isinstance(self.guard, NoopExecutionGuard):  # the no-op guard needs no call at all
             self.broker = LeaseBroker(
-                job, self.guard, self.config.guard_error_policy, self.clock, self.emit, self.call_timeout
+                job,
+                self.guard,
+                self.config.guard_error_policy,
+                self.clock,
+                self.emit,
+                self.call_timeout,
+                listening=self.fanout.__bool__,
             )
         #: Store and guard on one server: acquire with the consume-save, release with the outcome save.
         self.combined = self.broker is not None and self.persistence.combines_with(
