@@ -76,7 +76,7 @@ def plain_values(document: Document) -> dict[str, Any]:
     for name in _ENUMS[kind]:
         value = values[name]
         if isinstance(value, Enum):
-            values[name] = value.value
+            values[name] = value._value_  # the value, without the ``value`` property's call
     for name in _NESTED_ONE:
         value = values.get(name)
         if value is not None:

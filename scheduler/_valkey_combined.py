@@ -146,7 +146,7 @@ class CombinedScripts:
     ) -> tuple[bool, ExecutionLease | ExecutionGuardError | None, str | None]:
         state_key, version_key, ledger_key = self._job_keys(state.job_id)
         plan = guard.plan_acquire(slot)
-        args = [state.to_json(), _SCHEMA, str(expected_revision), *plan.args, slot.scope.value]
+        args = [state.to_json(), _SCHEMA, str(expected_revision), *plan.args, slot.scope._value_]
         script_keys = [state_key, version_key, *plan.keys]
         if entries:
             script_keys.append(ledger_key)

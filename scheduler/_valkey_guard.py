@@ -329,7 +329,8 @@ class ValkeyExecutionGuard:
 
     def release_arguments(self, lease: ExecutionLease) -> tuple[list[str], list[str]]:
         """Keys and arguments of a release (for this guard's script or a combined one)."""
-        return self._lease_keys(lease), [lease.token, lease.scope.value]
+        # ``_value_``: the member's value without the ``value`` property's call (twice per run).
+        return self._lease_keys(lease), [lease.token, lease.scope._value_]
 
     async def acquire(self, slot: ExecutionSlot) -> ExecutionLease | None:
         plan = self.plan_acquire(slot)
