@@ -44,23 +44,21 @@ _ENUMS: dict[str, tuple[str, ...]] = {
 _NESTED_ONE = ("in_flight",)
 _NESTED_MANY = ("open_runs",)
 
-_encode: Callable[[Any], bytes] | None = None
+#: pydantic-core's ``to_json``, once imported (called directly: no wrapper frame per state).
+_to_json: Callable[..., bytes] | None = None
 
 
 def document_json(document: Document) -> str:
     """The stored text of ``document``: what its pydantic twin's ``model_dump_json()`` returns."""
-    return (_encode or _encoder())(plain_values(document)).decode()
+    return (_to_json or _encoder())(plain_values(document), inf_nan_mode="null").decode()
 
 
-def _encoder() -> Callable[[Any], bytes]:
-    global _encode
+def _encoder() -> Callable[..., bytes]:
+    global _to_json
     from pydantic_core import to_json
 
-    def encode(value: Any) -> bytes:
-        return to_json(value, inf_nan_mode="null")
-
-    _encode = encode
-    return encode
+    _to_json = to_json
+    return to_json
 
 
 def plain_values(document: Document) -> dict[str, Any]:

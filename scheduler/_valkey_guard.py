@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +11,7 @@ from ._clock import Clock, SystemClock
 from ._enums import GuardScope
 from ._errors import ExecutionGuardError, ExecutionGuardErrorKind, InvalidJobError, InvalidJobKind
 from ._guard import ExecutionLease, ExecutionSlot, LeaseTiming, lease_timing
+from ._records import record
 from ._time import format_utc_nanos, to_timedelta
 from ._valkey_common import (
     CLUSTER_SUFFIX,
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 DEFAULT_PREFIX = "scheduler:valkey:execution-lease:"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AcquirePlan:
     """One acquire's keys and arguments, and what turns its reply into a lease."""
 
