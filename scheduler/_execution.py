@@ -88,35 +88,38 @@ class Execution:
     on_done: Callable[[], None] | None = None
 
     async def run_plain(self) -> Outcome:
-        """``run`` for the common case (one attempt, no time limit, no lease), without the
-        retry loop, renewal and release steps it would skip anyway: the same outcome, events
-        and log lines. Ends by calling ``on_done``."""
-        try:
-            started = self.clock.now()
-            t = self.trigger
-            if self.emit is not None:
-                self.emit(
-                    RunStarted(
-                        job_id=self.job.job_id,
-                        at=self.clock.now(),
-                        scheduled_at=t.scheduled_at,
-                        catch_up=t.catch_up,
-                        trigger_count=t.trigger_count,
-                        attempt=1,
-                    )
+        """``run`` for the common case (one attempt, no time limit), without the retry loop and
+        the steps it would skip anyway: the same outcome, events, log lines and lease handling.
+        Ends by calling ``on_done``."""
+        started = self.clock.now()
+        t = self.trigger
+        lease = self.lease
+        if lease is not None:
+            self._start_renewal(started)
+        if self.emit is not None:
+            self.emit(
+                RunStarted(
+                    job_id=self.job.job_id,
+                    at=self.clock.now(),
+                    scheduled_at=t.scheduled_at,
+                    catch_up=t.catch_up,
+                    trigger_count=t.trigger_count,
+                    attempt=1,
                 )
-            run = _run_context(
-                self.job.job_id,
-                t.scheduled_at,
-                t.catch_up,
-                self.context_zone,
-                t.trigger_count,
-                1,  # attempt
-                t.source,
-                None,  # fencing_token: no lease
-                t.resumed,
             )
-            task = self.job.task
+        run = _run_context(
+            self.job.job_id,
+            t.scheduled_at,
+            t.catch_up,
+            self.context_zone,
+            t.trigger_count,
+            1,  # attempt
+            t.source,
+            None if lease is None else lease.fencing_token,
+            t.resumed,
+        )
+        task = self.job.task
+        try:
             try:
                 if task.kind is TaskKind.ASYNC:  # the common case, without ``invoke``'s frame
                     await task.fn(_task_context(run, self.job.deps))
@@ -138,8 +141,13 @@ class Execution:
             self.exit_code = None
             return Outcome(self._record(started, RunStatus.SUCCESS, None, 1))
         finally:
-            if self.on_done is not None:
-                self.on_done()
+            self.finished = True
+            try:
+                if lease is not None:
+                    await self._end_lease()
+            finally:
+                if self.on_done is not None:
+                    self.on_done()
 
     async def run(self) -> Outcome:
         started = self.clock.now()
@@ -160,15 +168,19 @@ class Execution:
             return Outcome(self._record(started, RunStatus.FAILED, _describe(exc), attempts), fatal=exc)
         finally:
             self.finished = True
-            renewer = self.renewer
-            if renewer is not None:
-                renewer.cancel()
-                await asyncio.gather(renewer, return_exceptions=True)
-            if self.lease is not None and not self.release_deferred:
-                # A task of its own: the loop overlaps it with the completion save, and it
-                # finishes even if whoever awaits it is cancelled.
-                self.release_task = asyncio.get_running_loop().create_task(self._release())
+            await self._end_lease()
         return Outcome(self._record(started, status, error, attempts))
+
+    async def _end_lease(self) -> None:
+        """The run is over: stop renewing, and release the lease unless the loop does it."""
+        renewer = self.renewer
+        if renewer is not None:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
+        if self.lease is not None and not self.release_deferred:
+            # A task of its own: the loop overlaps it with the completion save, and it
+            # finishes even if whoever awaits it is cancelled.
+            self.release_task = asyncio.get_running_loop().create_task(self._release())
 
     def cancelled_before_start(self) -> Outcome:
         """The outcome of a run task that was cancelled before its first step."""
@@ -374,7 +386,7 @@ class Execution:
 
     def report_release(self, released: bool | BaseException | None) -> None:
         """Emit what became of the lease: released, already gone, or the release failed."""
-        if self.lease is None:
+        if self.lease is None or self.emit is None:  # nobody listens: build no event
             return
         if isinstance(released, BaseException):
             self._event(ExecutionGuardReleaseFailed(**self._guard_fields(), error=_describe(released)))

@@ -44,9 +44,12 @@ class LeaseBroker:
         clock: Clock,
         emit: Callable[[SchedulerEvent], None],
         call_timeout: timedelta,
+        listening: Callable[[], bool] | None = None,
     ) -> None:
         self._job, self._guard, self._policy, self._clock, self._emit = job, guard, policy, clock, emit
         self._timeout = call_timeout.total_seconds()
+        #: Whether anyone listens to events now (None: assume so); a granted lease then builds none.
+        self._listening = listening
 
     def slot(self, trigger: Trigger) -> ExecutionSlot:
         job = self._job
@@ -69,6 +72,8 @@ class LeaseBroker:
         """
         if isinstance(result, ExecutionGuardError):
             return await self.admit(trigger)
+        if result is not None and self._listening is not None and not self._listening():
+            return Admission(lease=result)  # the common case: nobody to tell
         return self._granted(self.slot(trigger), result)
 
     def _fields(self, slot: ExecutionSlot) -> dict[str, Any]:

@@ -197,7 +197,7 @@ class LedgerEntry:
             return _dumps(self.to_dict())
         parts = [
             f'{{"job_id":{_quoted(job_id)},"scheduled_at":"{format_utc(self.scheduled_at)}",'
-            f'"fate":"{self.fate.value}","count":{count},"source":"{self.source.value}",'
+            f'"fate":"{self.fate._value_}","count":{count},"source":"{self.source._value_}",'
             f'"catch_up":{"true" if catch_up else "false"},"attempts":{attempts},"instance":{_quoted(instance)}'
         ]
         if self.reason is not None:

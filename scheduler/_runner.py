@@ -86,7 +86,13 @@ class _Loop:
         self.broker: LeaseBroker | None = None
         if not isinstance(self.guard, NoopExecutionGuard):  # the no-op guard needs no call at all
             self.broker = LeaseBroker(
-                job, self.guard, self.config.guard_error_policy, self.clock, self.emit, self.call_timeout
+                job,
+                self.guard,
+                self.config.guard_error_policy,
+                self.clock,
+                self.emit,
+                self.call_timeout,
+                listening=self.fanout.__bool__,
             )
         #: Store and guard on one server: acquire with the consume-save, release with the outcome save.
         self.combined = self.broker is not None and self.persistence.combines_with(
@@ -106,7 +112,7 @@ class _Loop:
             job.missed_run_policy is MissedRunPolicy.REPLAY_ALL
             and job.overlap_policy is not OverlapPolicy.ALLOW_PARALLEL
         )
-        #: Runs of this job take one attempt with no time limit (``Execution.plain`` without a lease).
+        #: Runs of this job take one attempt with no time limit: ``Execution.run_plain`` runs them.
         self.plain_job = job.retry is None and job.timeout is None
         self.s = Session(state=JobState.initial(job.job_id), history=deque(maxlen=self.config.history_limit))
         self.stopping = asyncio.Event()  # set once: runs stop retrying
@@ -640,7 +646,7 @@ class _Loop:
                 if lease is not None and self.broker is not None:
                     await asyncio.shield(self.broker.release_quietly(lease))
                 raise
-        plain = lease is None and self.plain_job
+        plain = self.plain_job
         execution = Execution(
             job=self.job,
             trigger=trigger,

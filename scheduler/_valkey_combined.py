@@ -125,24 +125,13 @@ class CombinedScripts:
             found = self._keys[job_id] = (keys.state, keys.version, keys.ledger)
         return found
 
-    async def _call(
-        self, script: Any, keys: list[str], args: list[str], job_id: str, timeout: float | None
-    ) -> list[Any]:
-        store = self._store
-        seconds = store.call_timeout if timeout is None else min(timeout, store.call_timeout)
-        direct = self._direct
-        try:
-            async with asyncio.timeout(seconds):
-                if direct is not None:
-                    reply = await direct.run(script, keys, args)
-                else:
-                    reply = await script(keys=keys, args=args)
-        except Exception as exc:
-            if not is_redis_error(exc):
-                raise
-            raise await store.failed(exc, StoreOperation.SAVE, job_id, keys[0], seconds) from exc
+    def _deadline(self, timeout: float | None) -> float:
+        seconds = self._store.call_timeout
+        return seconds if timeout is None or timeout >= seconds else timeout
+
+    def _checked(self, reply: Any, job_id: str, key: str) -> list[Any]:
         if not isinstance(reply, list) or len(reply) < 2:
-            raise store.failed_reply(job_id, keys[0], reply)
+            raise self._store.failed_reply(job_id, key, reply)
         return reply
 
     async def consume_and_acquire(
@@ -157,13 +146,26 @@ class CombinedScripts:
     ) -> tuple[bool, ExecutionLease | ExecutionGuardError | None, str | None]:
         state_key, version_key, ledger_key = self._job_keys(state.job_id)
         plan = guard.plan_acquire(slot)
-        args = [state.to_json(), _SCHEMA, str(expected_revision), *plan.args, slot.scope.value]
+        args = [state.to_json(), _SCHEMA, str(expected_revision), *plan.args, slot.scope._value_]
         script_keys = [state_key, version_key, *plan.keys]
         if entries:
             script_keys.append(ledger_key)
             args.append(str(keep))
             args += entries
-        reply = await self._call(self._before, script_keys, args, state.job_id, timeout)
+        # The call is made here, not in a helper coroutine: a frame less on both ways.
+        seconds = self._deadline(timeout)
+        direct = self._direct
+        try:
+            async with asyncio.timeout(seconds):
+                if direct is not None:
+                    reply = await direct.run(self._before, script_keys, args)
+                else:
+                    reply = await self._before(keys=script_keys, args=args)
+        except Exception as exc:
+            if not is_redis_error(exc):
+                raise
+            raise await self._store.failed(exc, StoreOperation.SAVE, state.job_id, state_key, seconds) from exc
+        reply = self._checked(reply, state.job_id, state_key)
         if reply[0] < 0:
             return False, None, None
         ledger = _text(reply, 3)
@@ -190,7 +192,19 @@ class CombinedScripts:
             script_keys.append(ledger_key)
             args.append(str(keep))
             args += entries
-        reply = await self._call(self._after, script_keys, args, state.job_id, timeout)
+        seconds = self._deadline(timeout)
+        direct = self._direct
+        try:
+            async with asyncio.timeout(seconds):
+                if direct is not None:
+                    reply = await direct.run(self._after, script_keys, args)
+                else:
+                    reply = await self._after(keys=script_keys, args=args)
+        except Exception as exc:
+            if not is_redis_error(exc):
+                raise
+            raise await self._store.failed(exc, StoreOperation.SAVE, state.job_id, state_key, seconds) from exc
+        reply = self._checked(reply, state.job_id, state_key)
         released = reply[1]
         saved = reply[0] >= 0
         ledger = _text(reply, 3)

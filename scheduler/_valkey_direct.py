@@ -49,29 +49,32 @@ class ScriptConnection:
         """The reply of ``script`` (an ``AsyncScript``) for ``keys`` and ``args``."""
         if self._busy:
             return await script(keys=keys, args=args)
+        # One coroutine for the whole common path (every frame is paid twice per call: on the
+        # way to the socket and on the way back with the reply).
         self._busy = True
         try:
-            return await self._run(script, keys, args)
+            connection = self._connection
+            if connection is None:
+                connection = await self._take()
+            reader = getattr(connection, "_reader", None)
+            if reader is not None and reader.at_eof():  # closed by the server while idle
+                await connection.disconnect(nowait=True)
+            try:
+                try:
+                    packed = pack_call("EVALSHA", script.sha, keys, args) if self._packs else None
+                    if packed is None:
+                        packed = connection.pack_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                    await connection.send_packed_command(packed, check_health=False)
+                    return await connection.read_response()
+                except self._no_script:
+                    return await self._send(connection, "EVAL", script.script, keys, args)
+            except self._error_reply:
+                raise  # an error reply: the connection is still in step
+            except BaseException:
+                await connection.disconnect(nowait=True)
+                raise
         finally:
             self._busy = False
-
-    async def _run(self, script: Any, keys: Sequence[str], args: Sequence[str]) -> Any:
-        connection = self._connection
-        if connection is None:
-            connection = await self._take()
-        reader = getattr(connection, "_reader", None)
-        if reader is not None and reader.at_eof():  # closed by the server while idle
-            await connection.disconnect(nowait=True)
-        try:
-            try:
-                return await self._send(connection, "EVALSHA", script.sha, keys, args)
-            except self._no_script:
-                return await self._send(connection, "EVAL", script.script, keys, args)
-        except self._error_reply:
-            raise  # an error reply: the connection is still in step
-        except BaseException:
-            await connection.disconnect(nowait=True)
-            raise
 
     async def _send(self, connection: Any, command: str, script: str, keys: Sequence[str], args: Sequence[str]) -> Any:
         packed = pack_call(command, script, keys, args) if self._packs else None

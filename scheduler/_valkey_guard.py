@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +11,7 @@ from ._clock import Clock, SystemClock
 from ._enums import GuardScope
 from ._errors import ExecutionGuardError, ExecutionGuardErrorKind, InvalidJobError, InvalidJobKind
 from ._guard import ExecutionLease, ExecutionSlot, LeaseTiming, lease_timing
+from ._records import record
 from ._time import format_utc_nanos, to_timedelta
 from ._valkey_common import (
     CLUSTER_SUFFIX,
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 DEFAULT_PREFIX = "scheduler:valkey:execution-lease:"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AcquirePlan:
     """One acquire's keys and arguments, and what turns its reply into a lease."""
 
@@ -329,7 +329,8 @@ class ValkeyExecutionGuard:
 
     def release_arguments(self, lease: ExecutionLease) -> tuple[list[str], list[str]]:
         """Keys and arguments of a release (for this guard's script or a combined one)."""
-        return self._lease_keys(lease), [lease.token, lease.scope.value]
+        # ``_value_``: the member's value without the ``value`` property's call (twice per run).
+        return self._lease_keys(lease), [lease.token, lease.scope._value_]
 
     async def acquire(self, slot: ExecutionSlot) -> ExecutionLease | None:
         plan = self.plan_acquire(slot)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -26,13 +27,18 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
     max_leaves=8,
 )
-unknown_fields = st.dictionaries(texts.filter(lambda name: name not in JobState._fields), json_values, max_size=3)
+
+
+def unknown_fields(known: Iterable[str]) -> st.SearchStrategy[dict[str, Any]]:
+    """Fields a newer release may have written: any name but the document's own fields."""
+    names = frozenset(known)
+    return st.dictionaries(texts.filter(lambda name: name not in names), json_values, max_size=3)
 
 
 @st.composite
 def in_flights(draw: st.DrawFn) -> InFlight:
     values = {"occurrence": draw(instants), "started_at": draw(instants), "attempt": draw(counters)}
-    return InFlight._of(_shuffled(draw, values, draw(unknown_fields)))
+    return InFlight._of(_shuffled(draw, values, draw(unknown_fields(InFlight._fields))))
 
 
 @st.composite
@@ -44,7 +50,7 @@ def open_runs(draw: st.DrawFn) -> OpenRun:
         "source": draw(st.sampled_from(TriggerSource)),
         "catch_up": draw(st.booleans()),
     }
-    return OpenRun._of(_shuffled(draw, values, draw(unknown_fields)))
+    return OpenRun._of(_shuffled(draw, values, draw(unknown_fields(OpenRun._fields))))
 
 
 @st.composite
@@ -71,7 +77,7 @@ def states(draw: st.DrawFn) -> JobState:
         "schema_version": draw(st.integers(min_value=0, max_value=1)),
         "revision": draw(counters),
     }
-    return JobState._of(_shuffled(draw, values, draw(unknown_fields)))
+    return JobState._of(_shuffled(draw, values, draw(unknown_fields(JobState._fields))))
 
 
 def _shuffled(draw: st.DrawFn, values: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
