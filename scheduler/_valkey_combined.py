@@ -125,13 +125,25 @@ class CombinedScripts:
             found = self._keys[job_id] = (keys.state, keys.version, keys.ledger)
         return found
 
-    def _deadline(self, timeout: float | None) -> float:
-        seconds = self._store.call_timeout
-        return seconds if timeout is None or timeout >= seconds else timeout
-
-    def _checked(self, reply: Any, job_id: str, key: str) -> list[Any]:
+    async def _call(
+        self, script: Any, keys: list[str], args: list[str], job_id: str, timeout: float | None
+    ) -> list[Any]:
+        """Run one script under the call deadline; a Valkey failure is a store error (SAVE)."""
+        store = self._store
+        seconds = store.call_timeout if timeout is None or timeout >= store.call_timeout else timeout
+        direct = self._direct
+        try:
+            async with asyncio.timeout(seconds):
+                if direct is not None:
+                    reply = await direct.run(script, keys, args)
+                else:
+                    reply = await script(keys=keys, args=args)
+        except Exception as exc:
+            if not is_redis_error(exc):
+                raise
+            raise await store.failed(exc, StoreOperation.SAVE, job_id, keys[0], seconds) from exc
         if not isinstance(reply, list) or len(reply) < 2:
-            raise self._store.failed_reply(job_id, key, reply)
+            raise store.failed_reply(job_id, keys[0], reply)
         return reply
 
     async def consume_and_acquire(
@@ -152,20 +164,7 @@ class CombinedScripts:
             script_keys.append(ledger_key)
             args.append(str(keep))
             args += entries
-        # The call is made here, not in a helper coroutine: a frame less on both ways.
-        seconds = self._deadline(timeout)
-        direct = self._direct
-        try:
-            async with asyncio.timeout(seconds):
-                if direct is not None:
-                    reply = await direct.run(self._before, script_keys, args)
-                else:
-                    reply = await self._before(keys=script_keys, args=args)
-        except Exception as exc:
-            if not is_redis_error(exc):
-                raise
-            raise await self._store.failed(exc, StoreOperation.SAVE, state.job_id, state_key, seconds) from exc
-        reply = self._checked(reply, state.job_id, state_key)
+        reply = await self._call(self._before, script_keys, args, state.job_id, timeout)
         if reply[0] < 0:
             return False, None, None
         ledger = _text(reply, 3)
@@ -192,19 +191,7 @@ class CombinedScripts:
             script_keys.append(ledger_key)
             args.append(str(keep))
             args += entries
-        seconds = self._deadline(timeout)
-        direct = self._direct
-        try:
-            async with asyncio.timeout(seconds):
-                if direct is not None:
-                    reply = await direct.run(self._after, script_keys, args)
-                else:
-                    reply = await self._after(keys=script_keys, args=args)
-        except Exception as exc:
-            if not is_redis_error(exc):
-                raise
-            raise await self._store.failed(exc, StoreOperation.SAVE, state.job_id, state_key, seconds) from exc
-        reply = self._checked(reply, state.job_id, state_key)
+        reply = await self._call(self._after, script_keys, args, state.job_id, timeout)
         released = reply[1]
         saved = reply[0] >= 0
         ledger = _text(reply, 3)
