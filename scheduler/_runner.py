@@ -501,7 +501,15 @@ class _Loop:
         s = self.s
         if s.unsaved_entries:
             entries = s.unsaved_entries + entries if entries else s.unsaved_entries
-        committed = await self.persistence.commit(state, entries)
+        try:
+            committed = await self.persistence.commit(state, entries)
+        except BaseException:
+            # The save may have landed before failing (a timeout, a cancellation): saving the
+            # outcomes it carried again would count them and write their entries twice.
+            # Forget them, as an outcome whose own save failed is not saved again.
+            if s.unsaved_runs:
+                s.unsaved_runs, s.unsaved_entries = [], []
+            raise
         if committed is not None:
             if s.unsaved_skips:
                 s.unsaved_skips.clear()

@@ -1,0 +1,60 @@
+"""An outcome staged for the next save is saved once, with its ledger entry once, whatever that save does."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from scheduler import (
+    InMemoryStateStore,
+    Interval,
+    Job,
+    JobState,
+    LedgerFate,
+    MissedRunPolicy,
+    Scheduler,
+    SchedulerConfig,
+    StoreError,
+    StoreErrorKind,
+    StoreOperation,
+    TaskContext,
+)
+from scheduler.testing import FakeClock
+
+
+class LandsThenTimesOut(InMemoryStateStore):
+    """The save consuming occurrence ``at`` lands, but its answer never comes back (a timeout)."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+
+    def _maybe_fail(self, state: JobState, saved: bool) -> bool:
+        if saved and state.trigger_count == self.at:
+            self.at = -1
+            raise StoreError(StoreErrorKind.CONNECTION, StoreOperation.SAVE, state.job_id, "no answer within 1s")
+        return saved
+
+    async def save_if(self, state: JobState, expected_revision: int) -> bool:
+        return self._maybe_fail(state, await super().save_if(state, expected_revision))
+
+    async def save_with_ledger(self, state: JobState, entries: Any, **options: Any) -> bool:
+        return self._maybe_fail(state, await super().save_with_ledger(state, entries, **options))
+
+
+async def test_an_outcome_whose_carrying_save_landed_unanswered_is_not_saved_twice() -> None:
+    clock, store = FakeClock(), LandsThenTimesOut(at=2)
+
+    async def task(ctx: TaskContext) -> None:
+        clock.advance(timedelta(seconds=2))  # the next occurrence is due at once: its save carries this outcome
+
+    job = Job("busy", Interval(1), task, max_runs=4, missed_run_policy=MissedRunPolicy.REPLAY_ALL)
+    with pytest.raises(StoreError):
+        await Scheduler(SchedulerConfig(), store=store, clock=clock).run(job)
+
+    stored = store.snapshot()["busy"]
+    entries = await store.history("busy")
+    assert stored.runs_started == 1
+    assert [e.fate for e in entries] == [LedgerFate.SUCCESS]  # run 1, once
