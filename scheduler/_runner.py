@@ -376,6 +376,8 @@ class _Loop:
         elif s.queued is not None and not s.active:
             trigger, s.queued = s.queued, None
             if self.in_window():
+                if s.unsaved_runs:  # the run it waited for is reported complete before it starts
+                    await self.save_merged(_unchanged, "complete")
                 await self.start(trigger)
             else:
                 self.skip(trigger, RunSkipReason.OUTSIDE_TIME_WINDOW)

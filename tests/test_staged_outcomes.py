@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from scheduler import (
     JobState,
     LedgerFate,
     MissedRunPolicy,
+    OverlapPolicy,
     Scheduler,
     SchedulerConfig,
     StoreError,
@@ -21,7 +23,10 @@ from scheduler import (
     StoreOperation,
     TaskContext,
 )
-from scheduler.testing import FakeClock
+from scheduler.events import RunCompleted, RunStarted, TriggerEmitted
+from scheduler.testing import FakeClock, RecordingObserver
+
+from .helpers import sleeper
 
 
 class LandsThenTimesOut(InMemoryStateStore):
@@ -58,3 +63,35 @@ async def test_an_outcome_whose_carrying_save_landed_unanswered_is_not_saved_twi
     entries = await store.history("busy")
     assert stored.runs_started == 1
     assert [e.fate for e in entries] == [LedgerFate.SUCCESS]  # run 1, once
+
+
+class YieldingStore(InMemoryStateStore):
+    """Each save suspends once, as a networked or threaded store's does."""
+
+    async def save_if(self, state: JobState, expected_revision: int) -> bool:
+        await asyncio.sleep(0)
+        return await super().save_if(state, expected_revision)
+
+    async def save_with_ledger(self, state: JobState, entries: Any, **options: Any) -> bool:
+        await asyncio.sleep(0)
+        return await super().save_with_ledger(state, entries, **options)
+
+
+async def test_a_run_is_reported_complete_before_the_queued_run_starts() -> None:
+    clock, store, observer = FakeClock(), YieldingStore(), RecordingObserver()
+    job = Job("q", Interval(10), sleeper(clock, 15), max_runs=2, overlap_policy=OverlapPolicy.QUEUE_ONE)
+    await Scheduler(SchedulerConfig(), store=store, clock=clock, observer=observer).run(job)
+
+    order = [
+        (type(e).__name__, e.trigger_count)
+        for e in observer.events
+        if isinstance(e, (TriggerEmitted, RunStarted, RunCompleted))
+    ]
+    assert order == [
+        ("TriggerEmitted", 1),
+        ("RunStarted", 1),
+        ("TriggerEmitted", 2),  # queued behind run 1
+        ("RunCompleted", 1),
+        ("RunStarted", 2),
+        ("RunCompleted", 2),
+    ]
