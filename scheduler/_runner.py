@@ -687,12 +687,14 @@ class _Loop:
         """
         s = self.s
         execution = s.active.pop(task)
-        # A task cancelled before its first step never ran its own bookkeeping.
-        outcome = execution.cancelled_before_start() if task.cancelled() else task.result()
-        release = execution.release_task
-        if release is not None:
-            self.releases.add(release)
-            release.add_done_callback(self.releases.discard)
+        try:
+            # A task cancelled before its first step never ran its own bookkeeping.
+            outcome = execution.cancelled_before_start() if task.cancelled() else task.result()
+        finally:  # a run that raised released its lease too: the loop awaits that before it ends
+            release = execution.release_task
+            if release is not None:
+                self.releases.add(release)
+                release.add_done_callback(self.releases.discard)
         if outcome.fatal is not None:
             raise outcome.fatal
         record = outcome.record
