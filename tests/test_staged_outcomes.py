@@ -95,3 +95,44 @@ async def test_a_run_is_reported_complete_before_the_queued_run_starts() -> None
         ("RunStarted", 2),
         ("RunCompleted", 2),
     ]
+
+
+class LandsThenHangs(InMemoryStateStore):
+    """The save consuming occurrence ``at`` lands, then its answer never comes."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+        self.hanging = asyncio.Event()
+
+    async def _maybe_hang(self, state: JobState, saved: bool) -> bool:
+        if saved and state.trigger_count == self.at:
+            self.at = -1
+            self.hanging.set()
+            await asyncio.Event().wait()
+        return saved
+
+    async def save_if(self, state: JobState, expected_revision: int) -> bool:
+        return await self._maybe_hang(state, await super().save_if(state, expected_revision))
+
+    async def save_with_ledger(self, state: JobState, entries: Any, **options: Any) -> bool:
+        return await self._maybe_hang(state, await super().save_with_ledger(state, entries, **options))
+
+
+async def test_an_outcome_whose_carrying_save_was_cancelled_after_landing_is_not_saved_twice() -> None:
+    clock, store = FakeClock(), LandsThenHangs(at=2)
+
+    async def task(ctx: TaskContext) -> None:
+        clock.advance(timedelta(seconds=2))
+
+    job = Job("busy", Interval(1), task, max_runs=4, missed_run_policy=MissedRunPolicy.REPLAY_ALL)
+    running = asyncio.create_task(Scheduler(SchedulerConfig(), store=store, clock=clock).run(job))
+    async with asyncio.timeout(10):  # a bound on a failure, not a wait for a state
+        await store.hanging.wait()
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+    stored = store.snapshot()["busy"]
+    assert stored.runs_started == 1
+    assert [e.fate for e in await store.history("busy")] == [LedgerFate.SUCCESS]  # run 1, once
