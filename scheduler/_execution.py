@@ -94,32 +94,32 @@ class Execution:
         started = self.clock.now()
         t = self.trigger
         lease = self.lease
-        if lease is not None:
-            self._start_renewal(started)
-        if self.emit is not None:
-            self.emit(
-                RunStarted(
-                    job_id=self.job.job_id,
-                    at=self.clock.now(),
-                    scheduled_at=t.scheduled_at,
-                    catch_up=t.catch_up,
-                    trigger_count=t.trigger_count,
-                    attempt=1,
+        try:  # everything that may raise, so that ``on_done`` is always called
+            if lease is not None:
+                self._start_renewal(started)
+            if self.emit is not None:
+                self.emit(
+                    RunStarted(
+                        job_id=self.job.job_id,
+                        at=self.clock.now(),
+                        scheduled_at=t.scheduled_at,
+                        catch_up=t.catch_up,
+                        trigger_count=t.trigger_count,
+                        attempt=1,
+                    )
                 )
+            run = _run_context(
+                self.job.job_id,
+                t.scheduled_at,
+                t.catch_up,
+                self.context_zone,
+                t.trigger_count,
+                1,  # attempt
+                t.source,
+                None if lease is None else lease.fencing_token,
+                t.resumed,
             )
-        run = _run_context(
-            self.job.job_id,
-            t.scheduled_at,
-            t.catch_up,
-            self.context_zone,
-            t.trigger_count,
-            1,  # attempt
-            t.source,
-            None if lease is None else lease.fencing_token,
-            t.resumed,
-        )
-        task = self.job.task
-        try:
+            task = self.job.task
             try:
                 if task.kind is TaskKind.ASYNC:  # the common case, without ``invoke``'s frame
                     await task.fn(_task_context(run, self.job.deps))

@@ -376,6 +376,8 @@ class _Loop:
         elif s.queued is not None and not s.active:
             trigger, s.queued = s.queued, None
             if self.in_window():
+                if s.unsaved_runs:  # the run it waited for is reported complete before it starts
+                    await self.save_merged(_unchanged, "complete")
                 await self.start(trigger)
             else:
                 self.skip(trigger, RunSkipReason.OUTSIDE_TIME_WINDOW)
@@ -501,7 +503,15 @@ class _Loop:
         s = self.s
         if s.unsaved_entries:
             entries = s.unsaved_entries + entries if entries else s.unsaved_entries
-        committed = await self.persistence.commit(state, entries)
+        try:
+            committed = await self.persistence.commit(state, entries)
+        except BaseException:
+            # The save may have landed before failing (a timeout, a cancellation): saving the
+            # outcomes it carried again would count them and write their entries twice.
+            # Forget them, as an outcome whose own save failed is not saved again.
+            if s.unsaved_runs:
+                s.unsaved_runs, s.unsaved_entries = [], []
+            raise
         if committed is not None:
             if s.unsaved_skips:
                 s.unsaved_skips.clear()
@@ -677,12 +687,14 @@ class _Loop:
         """
         s = self.s
         execution = s.active.pop(task)
-        # A task cancelled before its first step never ran its own bookkeeping.
-        outcome = execution.cancelled_before_start() if task.cancelled() else task.result()
-        release = execution.release_task
-        if release is not None:
-            self.releases.add(release)
-            release.add_done_callback(self.releases.discard)
+        try:
+            # A task cancelled before its first step never ran its own bookkeeping.
+            outcome = execution.cancelled_before_start() if task.cancelled() else task.result()
+        finally:  # a run that raised released its lease too: the loop awaits that before it ends
+            release = execution.release_task
+            if release is not None:
+                self.releases.add(release)
+                release.add_done_callback(self.releases.discard)
         if outcome.fatal is not None:
             raise outcome.fatal
         record = outcome.record
