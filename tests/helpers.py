@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from scheduler import TaskContext
+from scheduler import SchedulerHandle, TaskContext
 from scheduler.testing import FakeClock
 
 
@@ -37,3 +37,17 @@ def summary(history: Any) -> list[tuple[int, bool, int, str]]:
     from tests.conftest import T0
 
     return [(int((r.scheduled_at - T0).total_seconds()), r.catch_up, r.trigger_count, r.status.value) for r in history]
+
+
+async def poke(clock: FakeClock, handle: SchedulerHandle, at: datetime, which: float, cancels: bool = False) -> None:
+    """At ``at``, one control action chosen by ``which`` in [0, 1): a manual trigger (< 0.3), a
+    pause of 35 s (< 0.5), with ``cancels`` a cancel (< 0.6), else nothing."""
+    await clock.sleep_until(at)
+    if which < 0.3:
+        handle.trigger_now()
+    elif which < 0.5:
+        handle.pause()
+        await clock.sleep_until(at + timedelta(seconds=35))
+        handle.resume()
+    elif cancels and which < 0.6:
+        handle.cancel()

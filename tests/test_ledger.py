@@ -27,7 +27,6 @@ from scheduler import (
     RunSkipReason,
     Scheduler,
     SchedulerConfig,
-    SchedulerHandle,
     SqliteStateStore,
     StoreError,
     StoreErrorKind,
@@ -40,6 +39,7 @@ from scheduler.events import StoreDegraded
 from scheduler.testing import FakeClock, RecordingObserver
 
 from .conftest import T0
+from .helpers import poke
 
 S = timedelta(seconds=1)
 SKIP_FATES = (LedgerFate.SKIPPED, LedgerFate.MISSED)
@@ -254,16 +254,7 @@ async def test_invariant_over_random_policies_windows_and_downtime(seed: int) ->
         handle = scheduler.handle()
         control = rng.random()
 
-        async def poke(at: datetime, which: float = control, handle: SchedulerHandle = handle) -> None:
-            await clock.sleep_until(at)
-            if which < 0.3:
-                handle.trigger_now()
-            elif which < 0.5:
-                handle.pause()
-                await clock.sleep_until(at + 35 * S)
-                handle.resume()
-
-        poker = asyncio.create_task(poke(clock.now() + rng.randint(5, 60) * S))
+        poker = asyncio.create_task(poke(clock, handle, clock.now() + rng.randint(5, 60) * S, control))
         stop_at = clock.now() + rng.randint(20, 120) * S
         await run_until(scheduler, job, clock, stop_at, rng.choice([None, 0.0, 5.0]))
         poker.cancel()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import datetime
 from typing import Any
 
 import pytest
@@ -22,7 +21,6 @@ from scheduler import (
     OverlapPolicy,
     Scheduler,
     SchedulerConfig,
-    SchedulerHandle,
     TaskContext,
     TerminalStatePolicy,
 )
@@ -30,6 +28,7 @@ from scheduler.events import RunCompleted, RunStarted, SchedulerEvent
 from scheduler.testing import FakeClock, RecordingObserver
 
 from .conftest import T0
+from .helpers import poke
 from .test_guard_policies import FakeGuard
 from .test_ledger import S, assert_consistent, everything, run_until
 
@@ -117,18 +116,7 @@ async def test_outcomes_are_stored_and_reported_once(seed: int) -> None:
         scheduler = Scheduler(config, store=store, clock=clock, observer=[recorder, when_completed], **extra)
         control, handle = rng.random(), scheduler.handle()
 
-        async def poke(at: datetime, which: float = control, handle: SchedulerHandle = handle) -> None:
-            await clock.sleep_until(at)
-            if which < 0.3:
-                handle.trigger_now()
-            elif which < 0.5:
-                handle.pause()
-                await clock.sleep_until(at + 35 * S)
-                handle.resume()
-            elif which < 0.6:
-                handle.cancel()
-
-        poker = asyncio.create_task(poke(clock.now() + rng.randint(5, 60) * S))
+        poker = asyncio.create_task(poke(clock, handle, clock.now() + rng.randint(5, 60) * S, control, cancels=True))
         async with asyncio.timeout(20):  # a bound on a loop left asleep, not a wait for a state
             report = await run_until(
                 scheduler, job, clock, clock.now() + rng.randint(20, 120) * S, rng.choice([None, 0.0, 5.0])
