@@ -32,6 +32,7 @@ from ._enums import (
     TerminalStatePolicy,
     TriggerSource,
 )
+from ._errors import StoreError, StoreErrorKind, StoreOperation
 from ._execution import Execution, Outcome, Trigger
 from ._guard import ExecutionLease, NoopExecutionGuard
 from ._handle import Command, CommandKind
@@ -503,14 +504,20 @@ class _Loop:
         s = self.s
         if s.unsaved_entries:
             entries = s.unsaved_entries + entries if entries else s.unsaved_entries
+        if s.in_doubt:
+            detail = "not saved: an earlier save carrying run outcomes failed and may not have been written"
+            raise StoreError(StoreErrorKind.UNKNOWN, StoreOperation.SAVE, self.job.job_id, detail)
         try:
             committed = await self.persistence.commit(state, entries)
         except BaseException:
             # The save may have landed before failing (a timeout, a cancellation): saving the
             # outcomes it carried again would count them and write their entries twice.
-            # Forget them, as an outcome whose own save failed is not saved again.
+            # Forget them, as an outcome whose own save failed is not saved again. Our state
+            # still counts them, so no later save may write it either (the loop is stopping:
+            # what it would save is best effort; unsaved runs are found interrupted on restart).
             if s.unsaved_runs:
                 s.unsaved_runs, s.unsaved_entries = [], []
+                s.in_doubt = True
             raise
         if committed is not None:
             if s.unsaved_skips:

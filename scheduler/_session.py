@@ -47,3 +47,6 @@ class Session:
     #: else did. Each is reported (``RunCompleted``) once saved.
     unsaved_runs: list[RunRecord] = field(default_factory=list)
     unsaved_entries: list[LedgerEntry] = field(default_factory=list)
+    #: A save carrying outcomes failed, and whether it was written is unknown: ``state`` may
+    #: count runs whose ledger entries were never written, so nothing more is saved from it.
+    in_doubt: bool = False

@@ -26,7 +26,9 @@ from scheduler import (
 from scheduler.events import RunCompleted, RunStarted, TriggerEmitted
 from scheduler.testing import FakeClock, RecordingObserver
 
+from .conftest import T0
 from .helpers import sleeper
+from .test_ledger import assert_consistent
 
 
 class LandsThenTimesOut(InMemoryStateStore):
@@ -136,3 +138,53 @@ async def test_an_outcome_whose_carrying_save_was_cancelled_after_landing_is_not
     stored = store.snapshot()["busy"]
     assert stored.runs_started == 1
     assert [e.fate for e in await store.history("busy")] == [LedgerFate.SUCCESS]  # run 1, once
+
+
+class RefusesOnce(InMemoryStateStore):
+    """The first save consuming occurrence ``at`` or later fails before anything is written (a
+    refused call)."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+
+    def _maybe_refuse(self, state: JobState) -> None:
+        if 0 < self.at <= state.trigger_count:
+            self.at = -1
+            raise StoreError(StoreErrorKind.CONNECTION, StoreOperation.SAVE, state.job_id, "connection refused")
+
+    async def save_if(self, state: JobState, expected_revision: int) -> bool:
+        self._maybe_refuse(state)
+        return await super().save_if(state, expected_revision)
+
+    async def save_with_ledger(self, state: JobState, entries: Any, **options: Any) -> bool:
+        self._maybe_refuse(state)
+        return await super().save_with_ledger(state, entries, **options)
+
+
+async def test_an_outcome_given_up_with_its_failed_save_is_not_stored_by_a_later_save() -> None:
+    """Run 1 is still going when run 2 ends; the save that would carry run 2's outcome fails
+    unwritten; the scheduler stops and saves cancelled run 1 on its way out. That save must not
+    count run 2 without its ledger entry: run 2 stays open (interrupted on the next start)."""
+    clock, store = FakeClock(), RefusesOnce(at=3)
+
+    async def task(ctx: TaskContext) -> None:
+        if ctx.run.trigger_count == 1:
+            await clock.sleep_until(clock.now() + timedelta(hours=1))
+        else:
+            clock.advance(timedelta(seconds=2))  # occurrence 3 is due at once: its save carries run 2
+
+    job = Job("parallel", Interval(1), task, max_runs=10, overlap_policy=OverlapPolicy.ALLOW_PARALLEL)
+    with pytest.raises(StoreError):
+        await Scheduler(SchedulerConfig(), store=store, clock=clock).run(job)
+
+    stored = store.snapshot()["parallel"]
+    assert stored.runs_started == 0  # nothing was saved after the failed save
+    assert [run.occurrence for run in stored.open_runs] == [T0 + timedelta(seconds=1), T0 + timedelta(seconds=2)]
+
+    # The next start records both as interrupted: each occurrence in the ledger exactly once.
+    restarted = Job("parallel", Interval(1), task, max_runs=2, overlap_policy=OverlapPolicy.ALLOW_PARALLEL)
+    report = await Scheduler(SchedulerConfig(), store=store, clock=clock).run(restarted)
+    entries = await store.history("parallel")
+    assert [e.fate for e in entries] == [LedgerFate.INTERRUPTED, LedgerFate.INTERRUPTED]
+    assert_consistent(entries, report.state)
