@@ -268,3 +268,51 @@ async def test_cancelled_while_the_server_stays_frozen_returns_within_the_releas
         private_server.thaw()
         await store.aclose()
         await guard.aclose()
+
+
+async def test_a_busy_job_frozen_under_the_save_carrying_an_outcome_records_each_occurrence_once(
+    private_server: ServerProcess,
+) -> None:
+    """Runs outlast their 20 ms interval, so each outcome rides with the save that consumes the
+    next occurrence. The server freezes under one such save: the call times out, the scheduler
+    stops with a store error, and the thawed server applies the save late. Nothing is saved
+    twice, and a restart records every occurrence in the ledger exactly once."""
+    from scheduler import Interval, Job, LedgerFate, MissedRunPolicy, Scheduler, TaskContext
+
+    froze = False
+
+    async def task(ctx: TaskContext) -> None:
+        nonlocal froze
+        await asyncio.sleep(0.03)
+        if ctx.run.trigger_count == 3 and not froze:
+            froze = True
+            private_server.freeze()  # the save carrying this outcome will hang
+
+    every = Interval(timedelta(milliseconds=20))
+    job = Job("busy-frozen", every, task, max_runs=6, missed_run_policy=MissedRunPolicy.REPLAY_ALL)
+    store = ValkeyStateStore(private_server.url, timeout=0.3)
+    try:
+        with pytest.raises(StoreError):
+            await Scheduler(store=store).run(job)
+        assert froze
+    finally:
+        private_server.thaw()
+        await store.aclose()
+
+    reader = ValkeyStateStore(private_server.url)
+    try:
+        deadline = time.monotonic() + 5
+        while (stored := await reader.load("busy-frozen")) is None or stored.trigger_count < 4:
+            assert time.monotonic() < deadline, "the frozen save was never applied"
+            await asyncio.sleep(0.02)
+        assert stored.runs_started == 3  # runs 1-3, each counted once (3 by the late save)
+
+        report = await Scheduler(store=reader).run(job)  # occurrence 4 never ran: interrupted
+        assert report.state.trigger_count == 6
+        entries = sorted(await reader.history("busy-frozen"), key=lambda e: e.scheduled_at)
+        fates = [e.fate for e in entries]
+        assert fates == [LedgerFate.SUCCESS] * 3 + [LedgerFate.INTERRUPTED] + [LedgerFate.SUCCESS] * 2
+        assert len({e.scheduled_at for e in entries}) == 6
+        assert report.state.runs_started == 5
+    finally:
+        await reader.aclose()
