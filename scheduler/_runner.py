@@ -255,8 +255,8 @@ class _Loop:
                 self.s.state, self.s.resume_first = loaded.state, loaded.resume
                 while True:
                     step = await self.step()
-                    if self.s.unsaved_runs:  # no save of the step carried them
-                        await self.save_merged(_unchanged, "complete")
+                    if self.s.unsaved_runs:  # no save of the step carried them (checked here: hot path)
+                        await self.save_staged()
                     if step is AFTER_STARTS:
                         # With a fast store nothing in the step suspends; at sub-millisecond
                         # intervals the next occurrence is already due, so yield or the runs
@@ -307,11 +307,10 @@ class _Loop:
         self.begin_stop(reason, None)
         self.drop_queued()
         await self.cancel_active()
-        if self.s.unsaved_runs:
-            try:
-                await self.save_merged(_unchanged, "complete")
-            except Exception:  # best effort while aborting, as for the cancelled runs
-                pass
+        try:
+            await self.save_staged()
+        except Exception:  # best effort while aborting, as for the cancelled runs
+            pass
         self.emit_stopped(reason)
 
     async def cancel_active(self) -> None:
@@ -377,8 +376,7 @@ class _Loop:
         elif s.queued is not None and not s.active:
             trigger, s.queued = s.queued, None
             if self.in_window():
-                if s.unsaved_runs:  # the run it waited for is reported complete before it starts
-                    await self.save_merged(_unchanged, "complete")
+                await self.save_staged()  # the run it waited for is reported complete before it starts
                 await self.start(trigger)
             else:
                 self.skip(trigger, RunSkipReason.OUTSIDE_TIME_WINDOW)
@@ -400,8 +398,7 @@ class _Loop:
         return Wait(due_time(self.policies, next_run_at))
 
     async def finish(self) -> SchedulerStopReason:
-        if self.s.unsaved_runs:  # the last outcomes: saved (and their entries written) first
-            await self.save_merged(_unchanged, "complete")
+        await self.save_staged()  # the last outcomes: saved (and their entries written) first
         if self.config.terminal_state_policy is TerminalStatePolicy.DELETE:
             self.s.unsaved_skips.clear()  # nothing of the state is kept
             await self.persistence.delete()
@@ -533,6 +530,11 @@ class _Loop:
         if self.emit_or_none is not None:
             for record in staged:
                 self.emit_or_none(completed_event(self.job.job_id, self.clock.now(), record))
+
+    async def save_staged(self) -> None:
+        """Save outcomes staged for a save that has not come (a save of their own)."""
+        if self.s.unsaved_runs:
+            await self.save_merged(_unchanged, "complete")
 
     async def flush(self) -> None:
         """Save skips decided since the last save (a queued trigger dropped at shutdown)."""
