@@ -4,6 +4,7 @@ a broken ledger key never stops the job, the resilient store buffers through an 
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -37,12 +38,25 @@ EVERY = timedelta(milliseconds=50)
 WAIT = 20.0
 
 
-async def wait_for(condition: Any, what: str, timeout: float = WAIT) -> None:
+async def wait_for(condition: Any, what: str, timeout: float = WAIT, runner: asyncio.Task[Any] | None = None) -> None:
+    """Poll ``condition``; fail at once (with its outcome) if ``runner`` ended first."""
     deadline = time.monotonic() + timeout
     while not condition():
+        if runner is not None and runner.done():
+            outcome = runner.exception() if not runner.cancelled() else "cancelled"
+            raise AssertionError(f"the scheduler ended before {what}: {outcome!r}") from (
+                outcome if isinstance(outcome, BaseException) else None
+            )
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            where = "" if runner is None else "; the scheduler is at:\n" + _stack(runner)
+            raise AssertionError(f"timed out waiting for {what}{where}")
         await asyncio.sleep(0.02)
+
+
+def _stack(task: asyncio.Task[Any]) -> str:
+    out = io.StringIO()
+    task.print_stack(file=out)
+    return out.getvalue()
 
 
 async def test_ledger_through_the_scheduler(valkey_url: str, uid: str, client: Redis) -> None:
@@ -159,14 +173,14 @@ async def test_resilient_store_buffers_the_ledger_through_an_outage(private_serv
     scheduler = Scheduler(store=store, observer=events)
     runner = asyncio.create_task(scheduler.run(Job(job_id, Interval(EVERY), task)))
     try:
-        await wait_for(lambda: len(starts) >= 5, "runs before the outage")
+        await wait_for(lambda: len(starts) >= 5, "runs before the outage", runner=runner)
         private_server.stop()
         outage_runs = len(starts)
-        await wait_for(lambda: len(starts) >= outage_runs + 10, "runs during the outage")
+        await wait_for(lambda: len(starts) >= outage_runs + 10, "runs during the outage", runner=runner)
         private_server.start()
-        await wait_for(lambda: bool(events.of_type(StoreRecovered)), "StoreRecovered")
+        await wait_for(lambda: bool(events.of_type(StoreRecovered)), "StoreRecovered", runner=runner)
         settled = len(starts)
-        await wait_for(lambda: len(starts) >= settled + 3, "runs after the recovery")
+        await wait_for(lambda: len(starts) >= settled + 3, "runs after the recovery", runner=runner)
         scheduler.handle().shutdown()
         report = await asyncio.wait_for(runner, WAIT)
         entries = await store.history(job_id, limit=10_000)

@@ -14,9 +14,15 @@ from scheduler import (
     ExecutionGuardErrorKind,
     ExecutionSlot,
     GuardScope,
+    Interval,
+    Job,
     JobState,
+    MissedRunPolicy,
+    Scheduler,
+    SchedulerStopReason,
     StoreError,
     StoreErrorKind,
+    TaskContext,
     ValkeyExecutionGuard,
     ValkeyStateStore,
 )
@@ -99,3 +105,31 @@ async def test_guard_connection_error_then_reconnects_and_reloads_scripts(privat
         assert await guard.renew(lease) is True
     finally:
         await guard.aclose()
+
+
+async def test_a_slow_first_load_does_not_stop_a_fast_job(private_server: ServerProcess) -> None:
+    """The scheduler's budget at a 50 ms interval is 50 ms (40 ms for the primary's calls); the
+    first load, which cannot fall back to memory, gets the store's own 4 s instead."""
+    starts: list[int] = []
+
+    async def task(ctx: TaskContext) -> None:
+        starts.append(ctx.run.trigger_count)
+
+    store = ValkeyStateStore.resilient(private_server.url, probe_interval=0.5)
+    every = Interval(timedelta(milliseconds=50))
+    job = Job("slow-start", every, task, max_runs=3, missed_run_policy=MissedRunPolicy.REPLAY_ALL)
+    runner = asyncio.create_task(Scheduler(store=store).run(job))
+    try:
+        private_server.freeze()  # hangs rather than refusing: the first load waits for it
+        await asyncio.sleep(0.3)
+        assert not runner.done()
+        private_server.thaw()
+        report = await asyncio.wait_for(runner, 10)
+        assert report.stop_reason is SchedulerStopReason.TERMINAL
+        assert starts == [1, 2, 3]
+        assert not store.is_degraded
+    finally:
+        private_server.thaw()
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        await store.aclose()

@@ -41,6 +41,7 @@ class Persistence:
         ledger_keep: int = 0,
         emit: Callable[[SchedulerEvent], None] | None = None,
         now: Callable[[], datetime] | None = None,
+        load_timeout: timedelta | None = None,
     ) -> None:
         self.store = store
         self.job_id = job_id
@@ -49,6 +50,8 @@ class Persistence:
         self.conditional = self._conditional_store is not None
         # The in-memory store cannot hang: skip the timer on the hot path.
         self._timeout = None if isinstance(store, InMemoryStateStore) else call_timeout.total_seconds()
+        #: Loads may be given longer (``load_timeout``): the first one opens the connection.
+        self._load_timeout = max(call_timeout, load_timeout or call_timeout).total_seconds()
         # Exactly the in-memory store (a subclass may override its coroutines): its saves are
         # called directly, as the coroutines would only wrap them.
         self._memory = store if type(store) is InMemoryStateStore else None
@@ -62,19 +65,19 @@ class Persistence:
         #: The store as a CombinedGuardStore (checked once), or None.
         self._combined = store if self.conditional and isinstance(store, CombinedGuardStore) else None
 
-    async def _bounded(self, call: Awaitable[T], operation: StoreOperation) -> T:
+    async def _bounded(self, call: Awaitable[T], operation: StoreOperation, timeout: float | None = None) -> T:
         if self._timeout is None:
             return await call
+        budget = self._timeout if timeout is None else timeout
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(budget):
                 return await call
         except TimeoutError:
-            raise StoreError(
-                StoreErrorKind.CONNECTION, operation, self.job_id, f"no answer within {self._timeout:g}s"
-            ) from None
+            detail = f"no answer within {budget:g}s"
+            raise StoreError(StoreErrorKind.CONNECTION, operation, self.job_id, detail) from None
 
     async def load(self) -> JobState | None:
-        return await self._bounded(self.store.load(self.job_id), StoreOperation.LOAD)
+        return await self._bounded(self.store.load(self.job_id), StoreOperation.LOAD, self._load_timeout)
 
     async def commit(self, state: JobState, entries: Sequence[LedgerEntry] | None = None) -> JobState | None:
         """Save ``state`` if the stored document is still at ``state.revision``.

@@ -67,7 +67,10 @@ class ResilientStateStore:
       revisions. Revisions returned to callers stay consistent across an outage (the store
       translates them to the primary's after the write-back).
     * A job is loaded from the primary once before its state may be served from the mirror:
-      a first ``load`` that fails raises the CONNECTION error instead of answering None.
+      a first ``load`` that fails raises the CONNECTION error instead of answering None. As
+      nothing can stand in for it, a first load may take the constructor's budget
+      (``0.8 x call_timeout``, 4 s by default) even when the scheduler's is shorter: a
+      sub-second schedule must not fail to start on one slow connection.
     * DATA and UNKNOWN errors are never masked: they propagate.
     * Run ledger: entries go through to the primary's ledger (``save_with_ledger`` through
       its combined write); while degraded they are buffered (at most
@@ -158,9 +161,12 @@ class ResilientStateStore:
 
     # -- primary calls --------------------------------------------------------------------
 
-    async def _call(self, operation: StoreOperation, job_id: str, call: Callable[[], Awaitable[T]]) -> T:
-        """A primary call within the budget; running out is a CONNECTION error."""
-        budget = self._budget()
+    async def _call(
+        self, operation: StoreOperation, job_id: str, call: Callable[[], Awaitable[T]], at_least: float | None = None
+    ) -> T:
+        """A primary call within the budget (or ``at_least`` seconds, if longer); running out
+        is a CONNECTION error."""
+        budget = self._budget() if at_least is None else max(self._budget(), at_least)
         try:
             async with asyncio.timeout(budget):
                 return await call()
@@ -186,8 +192,12 @@ class ResilientStateStore:
 
     async def load(self, job_id: str) -> JobState | None:
         if not self._degraded:
+            # A first load has no mirror to fall back on, so running out is fatal to the
+            # caller: it gets the constructor's budget when that is longer (it also pays for
+            # opening the connection), not the scheduler's, which follows the schedule.
+            budget = None if job_id in self._known else self.call_timeout.total_seconds() * BUDGET_SHARE
             try:
-                state = await self._call(StoreOperation.LOAD, job_id, lambda: self.primary.load(job_id))
+                state = await self._call(StoreOperation.LOAD, job_id, lambda: self.primary.load(job_id), budget)
             except StoreError as exc:
                 if job_id not in self._known:
                     raise  # never answer "no state" for a job the primary was never asked about

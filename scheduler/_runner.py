@@ -75,10 +75,18 @@ class _Loop:
         self.call_timeout = call_budget(self.config, job, self.clock.now())
         store = owner.store
         # A store that degrades on its own answers within the budget; others get the
-        # documented 5 s, since for them a timeout is fatal.
-        outer = self.call_timeout if isinstance(store, AttachableStore) else max(self.call_timeout, MAX_CALL_TIMEOUT)
+        # documented 5 s, since for them a timeout is fatal. So is a failed load for any
+        # store (the first has no state to fall back on): loads always get the 5 s.
+        patient = max(self.call_timeout, MAX_CALL_TIMEOUT)
+        outer = self.call_timeout if isinstance(store, AttachableStore) else patient
         self.persistence = Persistence(
-            store, job.job_id, outer, ledger_keep=self.config.ledger_limit, emit=self.emit, now=self.clock.now
+            store,
+            job.job_id,
+            outer,
+            ledger_keep=self.config.ledger_limit,
+            emit=self.emit,
+            now=self.clock.now,
+            load_timeout=patient,
         )
         #: Whether decisions are written to the store's run ledger (and runs kept open until
         #: their outcome is saved); when not, none of the ledger work below happens.

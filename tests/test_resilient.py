@@ -215,6 +215,27 @@ async def test_a_hung_primary_call_degrades_within_the_budget(clock: FakeClock) 
     await store.aclose()
 
 
+async def test_a_first_load_gets_the_stores_own_budget(clock: FakeClock) -> None:
+    """A first load has no fallback: a slow one (a connection being opened) may take the
+    constructor's budget; a later slow load of the same job degrades within the scheduler's."""
+    from scheduler._store import StoreAttachment
+
+    class SlowLoads(FlakyStore):
+        async def load(self, job_id: str) -> JobState | None:
+            await asyncio.sleep(0.1)
+            return await super().load(job_id)
+
+    store = ResilientStateStore(SlowLoads(), clock=clock, call_timeout=timedelta(seconds=1))
+    events: list[SchedulerEvent] = []
+    store.attach(StoreAttachment(events=events.append, clock=clock, call_timeout=timedelta(seconds=0.05)))
+    assert await store.load("slow") is None  # 0.1 s: more than 0.04 s, less than 0.8 s
+    assert not store.is_degraded
+    assert await store.load("slow") is None  # known now: served from memory after 0.04 s
+    assert store.is_degraded
+    assert "within 0.04 s" in events[0].error  # type: ignore[attr-defined]
+    await store.aclose()
+
+
 async def test_deletes_during_outage_are_replayed(clock: FakeClock) -> None:
     """A delete recorded while degraded reaches the primary on recovery."""
     clock.auto_advance = False
