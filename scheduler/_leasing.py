@@ -45,12 +45,9 @@ class LeaseBroker:
         emit: Callable[[SchedulerEvent], None],
         call_timeout: timedelta,
         listening: Callable[[], bool] | None = None,
-        first_call_timeout: timedelta | None = None,
     ) -> None:
         self._job, self._guard, self._policy, self._clock, self._emit = job, guard, policy, clock, emit
         self._timeout = call_timeout.total_seconds()
-        #: The first acquire's bound (it also opens the guard's connection); then ``_timeout``.
-        self._next_timeout = max(self._timeout, (first_call_timeout or call_timeout).total_seconds())
         #: Whether anyone listens to events now (None: assume so); a granted lease then builds none.
         self._listening = listening
 
@@ -114,13 +111,12 @@ class LeaseBroker:
         A timed-out acquire may still be applied by the server later: the lease then exists
         without a holder and simply expires, so the occurrence is not run twice.
         """
-        timeout, self._next_timeout = self._next_timeout, self._timeout
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(self._timeout):
                 return await self._guard.acquire(slot)
         except TimeoutError:
             raise ExecutionGuardError(
-                ExecutionGuardErrorKind.CONNECTION, f"guard acquire timed out after {timeout:g}s"
+                ExecutionGuardErrorKind.CONNECTION, f"guard acquire timed out after {self._timeout:g}s"
             ) from None
 
     async def release_quietly(self, lease: ExecutionLease) -> None:

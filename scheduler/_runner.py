@@ -102,7 +102,6 @@ class _Loop:
                 self.emit,
                 self.call_timeout,
                 listening=self.fanout.__bool__,
-                first_call_timeout=patient,
             )
         #: Store and guard on one server: acquire with the consume-save, release with the outcome save.
         self.combined = self.broker is not None and self.persistence.combines_with(

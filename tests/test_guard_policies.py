@@ -203,23 +203,6 @@ async def test_guard_error_policies(clock: FakeClock, recorder: RecordingObserve
         assert all(e.without_lease for e in recorder.of_type(ExecutionGuardAcquired))
 
 
-async def test_the_first_acquire_may_take_longer_than_the_budget(clock: FakeClock) -> None:
-    """The first acquire also opens the guard's connection: it gets the patient 5 s; later
-    ones the loop's budget (here 50 ms), after which SKIP skips the occurrence."""
-
-    class SlowGuard(FakeGuard):
-        async def acquire(self, slot: ExecutionSlot) -> ExecutionLease | None:
-            await asyncio.sleep(0.1)  # real time: twice the budget
-            return await super().acquire(slot)
-
-    log: list[TaskContext] = []
-    config = SchedulerConfig(guard_error_policy=GuardErrorPolicy.SKIP, call_timeout=0.05)
-    scheduler = Scheduler(config, clock=clock, guard=SlowGuard(clock))
-    report = await scheduler.run(Job("slow", Interval(10), recorder_task(log), max_runs=2))
-    assert [c.run.trigger_count for c in log] == [1]
-    assert report.skipped == {RunSkipReason.GUARD_UNAVAILABLE: 1}
-
-
 def _long_task(clock: FakeClock, seconds: int, started: list[datetime]):  # type: ignore[no-untyped-def]
     async def task(ctx: TaskContext) -> None:
         started.append(ctx.run.scheduled_at)
