@@ -130,7 +130,8 @@ class CombinedScripts:
     ) -> list[Any]:
         """Run one script under the call deadline; a Valkey failure is a store error (SAVE)."""
         store = self._store
-        seconds = store.call_timeout if timeout is None or timeout >= store.call_timeout else timeout
+        limit = store.call_timeout  # a property: read once
+        seconds = limit if timeout is None or timeout >= limit else timeout
         direct = self._direct
         try:
             async with asyncio.timeout(seconds):
