@@ -26,23 +26,20 @@ from typing import Any
 from ._document import EXTRA, Document
 from ._time import format_utc
 
-#: Instant fields of each document class (None or an aware datetime).
-_INSTANTS: dict[str, tuple[str, ...]] = {
-    "JobState": ("last_run_at", "last_success_at", "next_run_at", "last_skip_at"),
-    "InFlight": ("occurrence", "started_at"),
-    "OpenRun": ("occurrence",),
+#: Per document class: its instant fields (None or an aware datetime); its enum fields, handed
+#: to the encoder as their values (the text is the same, a member being written as its value,
+#: and a member costs the encoder several times what its value does: about half of a state's
+#: encoding time); whether it holds documents (``in_flight``: one or None, ``open_runs``: a
+#: tuple of them). One lookup per document.
+_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], bool]] = {
+    "JobState": (
+        ("last_run_at", "last_success_at", "next_run_at", "last_skip_at"),
+        ("last_status", "last_skip_reason"),
+        True,
+    ),
+    "InFlight": (("occurrence", "started_at"), (), False),
+    "OpenRun": (("occurrence",), ("source",), False),
 }
-#: Enum fields of each document class. They are handed to the encoder as their values: the
-#: text is the same (a member is written as its value), and an enum member costs the encoder
-#: several times what its value does (about half of a state's encoding time).
-_ENUMS: dict[str, tuple[str, ...]] = {
-    "JobState": ("last_status", "last_skip_reason"),
-    "InFlight": (),
-    "OpenRun": ("source",),
-}
-#: Fields holding a document (or None), and fields holding a tuple of them.
-_NESTED_ONE = ("in_flight",)
-_NESTED_MANY = ("open_runs",)
 
 #: pydantic-core's ``to_json``, once imported (called directly: no wrapper frame per state).
 _to_json: Callable[..., bytes] | None = None
@@ -66,23 +63,22 @@ def plain_values(document: Document) -> dict[str, Any]:
     values = document.__dict__.copy()
     extra = values.pop(EXTRA)
     values.pop("revision", None)
-    kind = type(document).__name__
-    for name in _INSTANTS[kind]:
+    instants, enums, nested = _FIELDS[type(document).__name__]
+    for name in instants:
         value = values[name]
         if value is not None:
             values[name] = format_utc(value)
-    for name in _ENUMS[kind]:
+    for name in enums:
         value = values[name]
         if isinstance(value, Enum):
             values[name] = value._value_  # the value, without the ``value`` property's call
-    for name in _NESTED_ONE:
-        value = values.get(name)
+    if nested:
+        value = values["in_flight"]
         if value is not None:
-            values[name] = plain_values(value)
-    for name in _NESTED_MANY:
-        value = values.get(name)
+            values["in_flight"] = plain_values(value)
+        value = values["open_runs"]
         if value:
-            values[name] = [plain_values(v) for v in value]
+            values["open_runs"] = [plain_values(v) for v in value]
     if extra:
         values.update(extra)
     return values

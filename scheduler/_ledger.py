@@ -213,11 +213,14 @@ class LedgerEntry:
             if type(error) is not str:
                 return _dumps(self.to_dict())
             parts.append(f',"error":{_quoted(error)}')
-        for name, value in (("exit_code", exit_code), ("fencing_token", fencing_token)):
-            if value is not None:
-                if type(value) is not int:
-                    return _dumps(self.to_dict())
-                parts.append(f',"{name}":{value}')
+        if exit_code is not None:
+            if type(exit_code) is not int:
+                return _dumps(self.to_dict())
+            parts.append(f',"exit_code":{exit_code}')
+        if fencing_token is not None:  # one per guarded run: no loop over the two, no tuples
+            if type(fencing_token) is not int:
+                return _dumps(self.to_dict())
+            parts.append(f',"fencing_token":{fencing_token}')
         parts.append("}")
         return "".join(parts)
 

@@ -189,7 +189,7 @@ class Persistence:
         )
         if ledger_error is not None:
             self._ledger_reply(ledger_error)
-        return (state.with_revision(state.revision + 1) if saved else None), lease
+        return (state.with_revision(revision + 1) if saved else None), lease
 
     async def commit_and_release(
         self,
@@ -201,12 +201,13 @@ class Persistence:
         """``commit`` and the release of ``lease`` in one call (the release happens either way)."""
         store = self._combined
         assert store is not None
+        revision = state.revision
         saved, released, ledger_error = await store.release_and_save(
-            state, state.revision, guard, lease, self._entries(entries), self._keep, timeout=self._timeout
+            state, revision, guard, lease, self._entries(entries), self._keep, timeout=self._timeout
         )
         if ledger_error is not None:
             self._ledger_reply(ledger_error)
-        return (state.with_revision(state.revision + 1) if saved else None), released
+        return (state.with_revision(revision + 1) if saved else None), released
 
     def _entries(self, entries: Sequence[LedgerEntry] | None) -> Sequence[LedgerEntry]:
         return entries if entries and self.ledger is not None else ()

@@ -254,20 +254,25 @@ class JobState(_Stored):
         moves forward, and the in-flight marker and open run are cleared only if they name
         this run.
         """
+        # Read from the values dict: every attribute read of a document passes the unknown-field
+        # hook (``Document.__getattr__`` stops the interpreter from specializing it): several times
+        # the cost of a dict lookup, and this runs once per run.
+        values = self.__dict__
         success = record.status is RunStatus.SUCCESS
-        last_run_at = self.last_run_at
+        last_run_at = values["last_run_at"]
         if last_run_at is None or record.started_at > last_run_at:
             last_run_at = record.started_at
-        flight = self.in_flight
+        flight = values["in_flight"]
         changes: dict[str, Any] = {
             "last_run_at": last_run_at,
             "last_status": record.status,
             "last_error": None if success else record.error,
-            "consecutive_failures": 0 if success else self.consecutive_failures + 1,
-            "runs_started": self.runs_started + 1,
+            "consecutive_failures": 0 if success else values["consecutive_failures"] + 1,
+            "runs_started": values["runs_started"] + 1,
         }
-        if self.open_runs:
-            changes["open_runs"] = _without(self.open_runs, record.scheduled_at)
+        open_runs = values["open_runs"]
+        if open_runs:
+            changes["open_runs"] = _without(open_runs, record.scheduled_at)
         if success:
             changes["last_success_at"] = record.finished_at
         if flight is not None and flight.occurrence == record.scheduled_at:
@@ -296,9 +301,10 @@ class JobState(_Stored):
 
     def with_revision(self, revision: int) -> JobState:
         """The same state as stored at ``revision`` (stores call this on load and save; twice per run)."""
-        if self.revision == revision:
+        values = self.__dict__  # one attribute read (each passes the unknown-field hook)
+        if values["revision"] == revision:
             return self
-        values = self.__dict__.copy()
+        values = values.copy()
         values["revision"] = revision
         new = _new_object(JobState)
         _set_attribute(new, "__dict__", values)

@@ -127,10 +127,23 @@ def format_utc_nanos(value: datetime) -> str:
 
 
 def _utc_digits(value: datetime) -> str:
-    """``YYYY-MM-DDTHH:MM:SS.ffffff`` in UTC, the year always four digits (isoformat without
-    arguments: the fastest way, called several times per run)."""
+    """``YYYY-MM-DDTHH:MM:SS.ffffff`` in UTC, the year always four digits.
+
+    The instants of a run fall in the same second or a few: the text up to the fraction is
+    remembered per second, and only the six fraction digits are written (about half the cost
+    of ``isoformat``, which formats all seven numbers and the offset every time).
+    """
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    # "+00:00" ends it; whole seconds have no fraction there.
-    text = value.isoformat()
-    return text[:-6] if value.microsecond else text[:-6] + ".000000"
+    second = (value.year, value.month, value.day, value.hour, value.minute, value.second)
+    start = _SECONDS.get(second)
+    if start is None:
+        if len(_SECONDS) >= _FORMATTED_MAX:
+            _SECONDS.clear()
+        year, month, day, hour, minute, sec = second
+        start = _SECONDS[second] = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{sec:02d}."
+    return start + str(1_000_000 + value.microsecond)[1:]  # six digits, leading zeros kept
+
+
+#: ``YYYY-MM-DDTHH:MM:SS.`` of recently formatted seconds (cleared when full).
+_SECONDS: dict[tuple[int, int, int, int, int, int], str] = {}

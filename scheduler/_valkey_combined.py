@@ -130,7 +130,8 @@ class CombinedScripts:
     ) -> list[Any]:
         """Run one script under the call deadline; a Valkey failure is a store error (SAVE)."""
         store = self._store
-        seconds = store.call_timeout if timeout is None or timeout >= store.call_timeout else timeout
+        limit = store.call_timeout  # a property: read once
+        seconds = limit if timeout is None or timeout >= limit else timeout
         direct = self._direct
         try:
             async with asyncio.timeout(seconds):
@@ -156,7 +157,8 @@ class CombinedScripts:
         keep: int,
         timeout: float | None = None,
     ) -> tuple[bool, ExecutionLease | ExecutionGuardError | None, str | None]:
-        state_key, version_key, ledger_key = self._job_keys(state.job_id)
+        job_id = state.job_id  # read once: a document's attribute costs a lookup hook
+        state_key, version_key, ledger_key = self._job_keys(job_id)
         plan = guard.plan_acquire(slot)
         args = [state.to_json(), _SCHEMA, str(expected_revision), *plan.args, slot.scope._value_]
         script_keys = [state_key, version_key, *plan.keys]
@@ -164,7 +166,7 @@ class CombinedScripts:
             script_keys.append(ledger_key)
             args.append(str(keep))
             args += entries
-        reply = await self._call(self._before, script_keys, args, state.job_id, timeout)
+        reply = await self._call(self._before, script_keys, args, job_id, timeout)
         if reply[0] < 0:
             return False, None, None
         ledger = _text(reply, 3)
@@ -183,7 +185,8 @@ class CombinedScripts:
         keep: int,
         timeout: float | None = None,
     ) -> tuple[bool, bool | ExecutionGuardError, str | None]:
-        state_key, version_key, ledger_key = self._job_keys(state.job_id)
+        job_id = state.job_id
+        state_key, version_key, ledger_key = self._job_keys(job_id)
         lease_keys, lease_args = guard.release_arguments(lease)
         args = [state.to_json(), _SCHEMA, str(expected_revision), *lease_args]
         script_keys = [state_key, version_key, *lease_keys]
@@ -191,7 +194,7 @@ class CombinedScripts:
             script_keys.append(ledger_key)
             args.append(str(keep))
             args += entries
-        reply = await self._call(self._after, script_keys, args, state.job_id, timeout)
+        reply = await self._call(self._after, script_keys, args, job_id, timeout)
         released = reply[1]
         saved = reply[0] >= 0
         ledger = _text(reply, 3)

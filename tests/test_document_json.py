@@ -131,6 +131,9 @@ def test_format_utc_writes_rfc3339_with_microseconds(value: datetime, fold: bool
     for _ in range(2):  # formatted, then remembered
         assert format_utc(value) == expected + "Z"
         assert format_utc_nanos(value) == expected + "000Z"
+    for fraction in (0, 7, 999_999):  # other instants of the same second: its text remembered
+        other = value.replace(microsecond=fraction)
+        assert format_utc(other) == other.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def test_format_utc_keeps_few_instants() -> None:
@@ -141,3 +144,4 @@ def test_format_utc_keeps_few_instants() -> None:
     from scheduler import _time
 
     assert len(_time._FORMATTED) <= _time._FORMATTED_MAX
+    assert len(_time._SECONDS) <= _time._FORMATTED_MAX

@@ -33,3 +33,12 @@ def test_a_call_as_the_combined_script_makes_it() -> None:
 def test_an_item_that_is_not_text_is_left_to_redis_py() -> None:
     assert pack_call("EVALSHA", "f" * 40, ["k"], [b"raw"]) is None  # type: ignore[list-item]
     assert pack_call("EVALSHA", "f" * 40, ["k"], [7]) is None  # type: ignore[list-item]
+
+
+def test_the_remembered_heads_stay_few_and_right() -> None:
+    from scheduler._valkey_direct import _HEADS
+
+    for length in range(5000):
+        assert pack_call("EVAL", "x" * length, [], []) == _redis_py("EVAL", "x" * length, [], [])
+    assert len(_HEADS) <= 4096
+    assert all(head == f"${length}" for length, head in _HEADS.items())
