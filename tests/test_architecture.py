@@ -14,6 +14,7 @@ Layers, bottom up (a module may import its own layer and the ones it lists):
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import scheduler
@@ -104,7 +105,9 @@ def _layer(module: str) -> str | None:
     return next((name for name, members in LAYERS.items() if module in members), None)
 
 
+@functools.cache
 def _modules() -> dict[str, ast.Module]:
+    """Parsed once per session (the cycle walk asks for it per module); the tests only read the trees."""
     return {path.stem: ast.parse(path.read_text(), str(path)) for path in PACKAGE.glob("*.py")}
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .test_cli import Running, cli, env, running, wait_until
+from .test_cli import Running, cli, env, load, running, wait_until
 
 __all__ = ["env", "running"]  # fixtures used below
 
@@ -25,12 +25,19 @@ def state_of(db: Path, job_id: str) -> dict[str, Any]:
     return json.loads(result.stdout) if result.returncode == 0 else {}
 
 
+def stored(db: Path, job_id: str) -> dict[str, Any]:
+    """What ``status --json`` prints, read in this process: the phases poll it, and a CLI start
+    per poll cost seconds and took the CPU from the scheduler under test."""
+    state = load(db, job_id)
+    return {} if state is None else json.loads(state.model_dump_json())
+
+
 def run_until(
     env: dict[str, str], running: Callable[..., Running], db: Path, done: Callable[[dict[str, Any]], bool], *args: str
 ) -> None:
     proc = running(env, "run", "--job-id", "e2e", "--every", "300ms", "--state", f"sqlite://{db}", *args)
     wait_until(lambda: "starting job_id=e2e" in proc.stderr_text(), what="the start")
-    wait_until(lambda: done(state_of(db, "e2e")), what=f"the phase {args[:2]}")
+    wait_until(lambda: done(stored(db, "e2e")), what=f"the phase {args[:2]}")
     proc.signal(signal.SIGTERM)
     assert proc.wait() == 0, proc.stderr_text()
 

@@ -35,10 +35,25 @@ def unknown_fields(known: Iterable[str]) -> st.SearchStrategy[dict[str, Any]]:
     return st.dictionaries(texts.filter(lambda name: name not in names), json_values, max_size=3)
 
 
+# The strategies below are built once, not per example: building one costs more than drawing from it.
+shuffles = st.randoms(use_true_random=False)
+in_flight_extras = unknown_fields(InFlight._fields)
+open_run_extras = unknown_fields(OpenRun._fields)
+state_extras = unknown_fields(JobState._fields)
+sources = st.sampled_from(TriggerSource)
+optional_instants = st.none() | instants
+optional_texts = st.none() | texts
+optional_statuses = st.none() | st.sampled_from(RunStatus)
+optional_skip_reasons = st.none() | st.sampled_from(RunSkipReason)
+optional_specs = st.none() | st.dictionaries(texts, json_values, max_size=5)
+skip_counts = st.dictionaries(st.sampled_from([r.value for r in RunSkipReason]), counters)
+schema_versions = st.integers(min_value=0, max_value=1)
+
+
 @st.composite
 def in_flights(draw: st.DrawFn) -> InFlight:
     values = {"occurrence": draw(instants), "started_at": draw(instants), "attempt": draw(counters)}
-    return InFlight._of(_shuffled(draw, values, draw(unknown_fields(InFlight._fields))))
+    return InFlight._of(_shuffled(draw, values, draw(in_flight_extras)))
 
 
 @st.composite
@@ -47,43 +62,46 @@ def open_runs(draw: st.DrawFn) -> OpenRun:
         "occurrence": draw(instants),
         "instance": draw(texts),
         "trigger_count": draw(counters),
-        "source": draw(st.sampled_from(TriggerSource)),
+        "source": draw(sources),
         "catch_up": draw(st.booleans()),
     }
-    return OpenRun._of(_shuffled(draw, values, draw(unknown_fields(OpenRun._fields))))
+    return OpenRun._of(_shuffled(draw, values, draw(open_run_extras)))
+
+
+optional_in_flights = st.none() | in_flights()
+open_run_lists = st.lists(open_runs(), max_size=3)
 
 
 @st.composite
 def states(draw: st.DrawFn) -> JobState:
-    optional = st.none
     values = {
         "job_id": draw(texts),
         "trigger_count": draw(counters),
-        "last_run_at": draw(optional() | instants),
-        "last_success_at": draw(optional() | instants),
-        "next_run_at": draw(optional() | instants),
-        "last_error": draw(optional() | texts),
-        "last_status": draw(optional() | st.sampled_from(RunStatus)),
+        "last_run_at": draw(optional_instants),
+        "last_success_at": draw(optional_instants),
+        "next_run_at": draw(optional_instants),
+        "last_error": draw(optional_texts),
+        "last_status": draw(optional_statuses),
         "consecutive_failures": draw(counters),
-        "schedule_fingerprint": draw(optional() | texts),
-        "in_flight": draw(optional() | in_flights()),
-        "schedule_spec": draw(optional() | st.dictionaries(texts, json_values, max_size=5)),
+        "schedule_fingerprint": draw(optional_texts),
+        "in_flight": draw(optional_in_flights),
+        "schedule_spec": draw(optional_specs),
         "runs_started": draw(counters),
-        "skips": draw(st.dictionaries(st.sampled_from([r.value for r in RunSkipReason]), counters)),
-        "last_skip_at": draw(optional() | instants),
-        "last_skip_reason": draw(optional() | st.sampled_from(RunSkipReason)),
+        "skips": draw(skip_counts),
+        "last_skip_at": draw(optional_instants),
+        "last_skip_reason": draw(optional_skip_reasons),
         "interrupted": draw(counters),
-        "open_runs": tuple(draw(st.lists(open_runs(), max_size=3))),
-        "schema_version": draw(st.integers(min_value=0, max_value=1)),
+        "open_runs": tuple(draw(open_run_lists)),
+        "schema_version": draw(schema_versions),
         "revision": draw(counters),
     }
-    return JobState._of(_shuffled(draw, values, draw(unknown_fields(JobState._fields))))
+    return JobState._of(_shuffled(draw, values, draw(state_extras)))
 
 
 def _shuffled(draw: st.DrawFn, values: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """``values`` in any order (pydantic writes them in the instance's order), plus the unknown fields."""
     names = list(values)
-    draw(st.randoms(use_true_random=False)).shuffle(names)
+    draw(shuffles).shuffle(names)
     shuffled = {name: values[name] for name in names}
     shuffled[EXTRA] = extra or None
     return shuffled

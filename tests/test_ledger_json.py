@@ -18,25 +18,35 @@ instants = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12
 ints = st.integers(min_value=-(2**70), max_value=2**70)
 
 
+# Built once, not per example: building a strategy costs more than drawing from it.
+fates = st.sampled_from(LedgerFate)
+reasons = st.sampled_from(RunSkipReason)
+counts = st.integers(min_value=1, max_value=2**40)
+sources = st.sampled_from(TriggerSource)
+optional_instants = st.none() | instants
+optional_texts = st.none() | texts
+optional_ints = st.none() | ints
+
+
 @st.composite
 def entries(draw: st.DrawFn) -> LedgerEntry:
     first = draw(instants)
-    fate = draw(st.sampled_from(LedgerFate))
+    fate = draw(fates)
     return LedgerEntry(
         job_id=draw(texts),
         scheduled_at=first,
         fate=fate,
-        reason=draw(st.sampled_from(RunSkipReason) if fate in (LedgerFate.SKIPPED, LedgerFate.MISSED) else st.none()),
-        count=draw(st.integers(min_value=1, max_value=2**40)),
+        reason=draw(reasons if fate in (LedgerFate.SKIPPED, LedgerFate.MISSED) else st.none()),
+        count=draw(counts),
         last_scheduled_at=draw(st.none() | st.just(first) | st.just(first.astimezone(UTC) + timedelta(seconds=5))),
-        source=draw(st.sampled_from(TriggerSource)),
+        source=draw(sources),
         catch_up=draw(st.booleans()),
-        started_at=draw(st.none() | instants),
-        finished_at=draw(st.none() | instants),
+        started_at=draw(optional_instants),
+        finished_at=draw(optional_instants),
         attempts=draw(ints),
-        error=draw(st.none() | texts),
-        exit_code=draw(st.none() | ints),
-        fencing_token=draw(st.none() | ints),
+        error=draw(optional_texts),
+        exit_code=draw(optional_ints),
+        fencing_token=draw(optional_ints),
         instance=draw(texts),
     )
 
