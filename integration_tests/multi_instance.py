@@ -216,7 +216,7 @@ def _sleep_until(deadline: float) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds (the tests: 12, 20 on a cluster)")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds (the tests use 12)")
     parser.add_argument("--url", default=os.environ.get("SCHEDULER_VALKEY_URL"), help="else start a private server")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--job-id", help=argparse.SUPPRESS)
